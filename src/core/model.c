@@ -1,0 +1,259 @@
+#include "core/model.h"
+
+#include <string.h>
+
+#include "core/mem.h"
+
+/* A growable array of (name, value) pairs. Lookups are linear: models have
+ * tens to a few thousand tensors and lookups are rare next to compute. */
+struct entry {
+	char *name;
+	lt_tensor *tensor; /* tensors only */
+	char *value;       /* metadata only */
+};
+
+struct list {
+	struct entry *items;
+	size_t n, cap;
+};
+
+struct lt_model {
+	int refs;
+	struct list tensors;
+	struct list meta;
+	lt_graph *graph;
+};
+
+static struct entry *list_find(const struct list *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->items[i].name, name) == 0)
+			return &l->items[i];
+	return NULL;
+}
+
+static struct entry *list_push(struct list *l, const char *name, lt_err *err)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct entry *items = lt_realloc(l->items, cap * sizeof *items);
+		if (!items) {
+			lt_err_set(err, LT_ENOMEM, "out of memory");
+			return NULL;
+		}
+		l->items = items;
+		l->cap = cap;
+	}
+	char *copy = lt_strdup(name);
+	if (!copy) {
+		lt_err_set(err, LT_ENOMEM, "out of memory");
+		return NULL;
+	}
+	struct entry *e = &l->items[l->n++];
+	memset(e, 0, sizeof *e);
+	e->name = copy;
+	return e;
+}
+
+lt_model *lt_model_new(lt_err *err)
+{
+	lt_model *m = lt_calloc(1, sizeof *m);
+	if (!m) {
+		lt_err_set(err, LT_ENOMEM, "out of memory");
+		return NULL;
+	}
+	m->refs = 1;
+	return m;
+}
+
+lt_model *lt_model_ref(lt_model *m)
+{
+	if (m)
+		m->refs++;
+	return m;
+}
+
+void lt_model_unref(lt_model *m)
+{
+	if (!m || --m->refs > 0)
+		return;
+	for (size_t i = 0; i < m->tensors.n; i++) {
+		lt_free(m->tensors.items[i].name);
+		lt_tensor_unref(m->tensors.items[i].tensor);
+	}
+	for (size_t i = 0; i < m->meta.n; i++) {
+		lt_free(m->meta.items[i].name);
+		lt_free(m->meta.items[i].value);
+	}
+	lt_free(m->tensors.items);
+	lt_free(m->meta.items);
+	lt_graph_free(m->graph);
+	lt_free(m);
+}
+
+int lt_model_add_tensor(lt_model *m, const char *name, lt_tensor *t, lt_err *err)
+{
+	if (list_find(&m->tensors, name))
+		return lt_err_set(err, LT_EINVAL, "duplicate tensor name '%s'", name);
+	struct entry *e = list_push(&m->tensors, name, err);
+	if (!e)
+		return LT_ENOMEM;
+	e->tensor = lt_tensor_ref(t);
+	return 0;
+}
+
+int lt_model_set_tensor(lt_model *m, const char *name, lt_tensor *t, lt_err *err)
+{
+	struct entry *e = list_find(&m->tensors, name);
+	if (!e)
+		return lt_model_add_tensor(m, name, t, err);
+	lt_tensor_ref(t);
+	lt_tensor_unref(e->tensor);
+	e->tensor = t;
+	return 0;
+}
+
+lt_tensor *lt_model_tensor(const lt_model *m, const char *name)
+{
+	struct entry *e = list_find(&m->tensors, name);
+	return e ? e->tensor : NULL;
+}
+
+size_t lt_model_tensor_count(const lt_model *m) { return m->tensors.n; }
+const char *lt_model_tensor_name(const lt_model *m, size_t i) { return m->tensors.items[i].name; }
+lt_tensor *lt_model_tensor_at(const lt_model *m, size_t i) { return m->tensors.items[i].tensor; }
+
+int lt_model_set_meta(lt_model *m, const char *key, const char *value, lt_err *err)
+{
+	char *copy = lt_strdup(value);
+	if (!copy)
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	struct entry *e = list_find(&m->meta, key);
+	if (!e && !(e = list_push(&m->meta, key, err))) {
+		lt_free(copy);
+		return LT_ENOMEM;
+	}
+	lt_free(e->value);
+	e->value = copy;
+	return 0;
+}
+
+const char *lt_model_meta(const lt_model *m, const char *key)
+{
+	struct entry *e = list_find(&m->meta, key);
+	return e ? e->value : NULL;
+}
+
+size_t lt_model_meta_count(const lt_model *m) { return m->meta.n; }
+const char *lt_model_meta_key(const lt_model *m, size_t i) { return m->meta.items[i].name; }
+const char *lt_model_meta_value(const lt_model *m, size_t i) { return m->meta.items[i].value; }
+
+lt_graph *lt_model_graph(const lt_model *m)
+{
+	return m->graph;
+}
+
+/* Expected parameter shapes per op, so that a graph that disagrees with the
+ * file's tensors is refused when the model opens, not during evaluation. */
+static int check_param(const lt_model *m, const lt_node *n, int slot,
+		       int ndim, const int64_t *shape, lt_err *err)
+{
+	const char *pname = n->params[slot];
+	if (!pname)
+		return 0;
+	lt_tensor *t = lt_model_tensor(m, pname);
+	if (!t)
+		return lt_err_set(err, LT_EFORMAT, "layer '%s' needs tensor '%s', which the file lacks",
+				  n->name, pname);
+	int64_t numel;
+	if (lt_shape_numel(ndim, shape, INT64_MAX, &numel, err))
+		return err ? err->code : LT_ERANGE;
+	int same = lt_tensor_ndim(t) == ndim;
+	for (int i = 0; same && i < ndim; i++)
+		same = lt_tensor_shape(t)[i] == shape[i];
+	if (!same) {
+		char want[96], got[96];
+		return lt_err_set(err, LT_EFORMAT, "tensor '%s' has shape %s but layer '%s' needs %s",
+				  pname, lt_shape_format(lt_tensor_ndim(t), lt_tensor_shape(t), got, sizeof got),
+				  n->name, lt_shape_format(ndim, shape, want, sizeof want));
+	}
+	return 0;
+}
+
+static int check_graph(const lt_model *m, const lt_graph *g, lt_err *err)
+{
+	for (int i = 0; i < g->n_nodes; i++) {
+		const lt_node *n = &g->nodes[i];
+		int rc = 0;
+		switch (n->op) {
+		case LT_OP_LINEAR: {
+			int64_t w[2] = {n->out_features, n->in_features};
+			rc = check_param(m, n, LT_P_WEIGHT, 2, w, err);
+			if (!rc)
+				rc = check_param(m, n, LT_P_BIAS, 1, &n->out_features, err);
+			break;
+		}
+		case LT_OP_CONV2D: {
+			int64_t w[4] = {n->out_features, n->in_features, n->kernel[0], n->kernel[1]};
+			rc = check_param(m, n, LT_P_WEIGHT, 4, w, err);
+			if (!rc)
+				rc = check_param(m, n, LT_P_BIAS, 1, &n->out_features, err);
+			break;
+		}
+		case LT_OP_BATCHNORM1D:
+		case LT_OP_BATCHNORM2D:
+			for (int s = 0; s < 4 && !rc; s++)
+				rc = check_param(m, n, s, 1, &n->in_features, err);
+			break;
+		default:
+			break;
+		}
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int lt_model_set_graph(lt_model *m, lt_graph *g, lt_err *err)
+{
+	if (g) {
+		int rc = check_graph(m, g, err);
+		if (rc)
+			return rc;
+	}
+	lt_graph_free(m->graph);
+	m->graph = g;
+	return 0;
+}
+
+int lt_model_load_arch(lt_model *m, lt_err *err)
+{
+	const char *json = lt_model_meta(m, LT_ARCH_META_KEY);
+	if (!json)
+		return 0;
+	lt_graph *g = lt_graph_from_json(json, err);
+	if (!g)
+		return lt_err_prefix(err, "architecture (%s)", LT_ARCH_META_KEY);
+	int rc = lt_model_set_graph(m, g, err);
+	if (rc) {
+		lt_graph_free(g);
+		return rc;
+	}
+	return 0;
+}
+
+int64_t lt_model_param_count(const lt_model *m)
+{
+	int64_t n = 0;
+	for (size_t i = 0; i < m->tensors.n; i++)
+		n += lt_tensor_numel(m->tensors.items[i].tensor);
+	return n;
+}
+
+size_t lt_model_nbytes(const lt_model *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->tensors.n; i++)
+		n += lt_tensor_nbytes(m->tensors.items[i].tensor);
+	return n;
+}

@@ -1,0 +1,347 @@
+#include "core/tensor.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+
+struct lt_tensor {
+	int refs;
+	lt_dtype dtype;
+	int ndim;
+	int64_t shape[LT_MAX_DIMS];
+	int64_t numel;
+	lt_blob *blob;     /* owner of raw, or NULL when raw == f32 and owned */
+	const void *raw;   /* stored bytes in dtype */
+	float *f32;        /* f32 view: == raw (aligned F32), or a conversion */
+	int f32_owned;     /* f32 was allocated by us */
+};
+
+static const struct {
+	const char *name;
+	size_t size;
+} dtype_info[LT_DTYPE_COUNT] = {
+	[LT_F64] = {"F64", 8},  [LT_F32] = {"F32", 4}, [LT_F16] = {"F16", 2},
+	[LT_BF16] = {"BF16", 2}, [LT_I64] = {"I64", 8}, [LT_I32] = {"I32", 4},
+	[LT_I16] = {"I16", 2},  [LT_I8] = {"I8", 1},   [LT_U8] = {"U8", 1},
+	[LT_BOOL] = {"BOOL", 1},
+};
+
+const char *lt_dtype_name(lt_dtype d)
+{
+	return (unsigned)d < LT_DTYPE_COUNT ? dtype_info[d].name : "?";
+}
+
+size_t lt_dtype_size(lt_dtype d)
+{
+	return (unsigned)d < LT_DTYPE_COUNT ? dtype_info[d].size : 0;
+}
+
+int lt_dtype_parse(const char *name, lt_dtype *out)
+{
+	for (int d = 0; d < LT_DTYPE_COUNT; d++) {
+		if (strcmp(name, dtype_info[d].name) == 0) {
+			*out = (lt_dtype)d;
+			return 0;
+		}
+	}
+	return LT_EINVAL;
+}
+
+float lt_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+	if (exp == 0) {
+		/* zero or subnormal: value = man * 2^-24 */
+		float v = ldexpf((float)man, -24);
+		return sign ? -v : v;
+	} else if (exp == 31) {
+		bits = sign | 0x7f800000u | (man << 13);
+	} else {
+		bits = sign | ((exp + 112) << 23) | (man << 13);
+	}
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+uint16_t lt_f32_to_f16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+	uint32_t absx = x & 0x7fffffffu;
+	if (absx >= 0x7f800000u) /* inf or nan (keep nan quiet) */
+		return sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0);
+	if (absx >= 0x477ff000u) /* rounds to >= 65520: overflow */
+		return sign | 0x7c00;
+	if (absx < 0x38800000u) {
+		/* subnormal half: round absx * 2^24 to an integer, ties even */
+		float a;
+		memcpy(&a, &absx, 4);
+		return sign | (uint16_t)lrintf(a * 16777216.0f);
+	}
+	uint32_t r = absx + 0xfffu + ((absx >> 13) & 1); /* ties to even */
+	return sign | (uint16_t)((r - 0x38000000u) >> 13);
+}
+
+float lt_bf16_to_f32(uint16_t h)
+{
+	uint32_t bits = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &bits, 4);
+	return f;
+}
+
+uint16_t lt_f32_to_bf16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	if ((x & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((x >> 16) | 0x40);
+	x += 0x7fffu + ((x >> 16) & 1);
+	return (uint16_t)(x >> 16);
+}
+
+int lt_shape_numel(int ndim, const int64_t *shape, int64_t limit,
+		   int64_t *numel, lt_err *err)
+{
+	if (ndim < 0 || ndim > LT_MAX_DIMS)
+		return lt_err_set(err, LT_ERANGE, "%d dimensions (at most %d supported)",
+				  ndim, LT_MAX_DIMS);
+	int64_t n = 1;
+	for (int i = 0; i < ndim; i++) {
+		if (shape[i] < 0)
+			return lt_err_set(err, LT_EINVAL, "negative dimension %" PRId64, shape[i]);
+		if (shape[i] != 0 && n > limit / shape[i])
+			return lt_err_set(err, LT_ERANGE, "shape too large (more than %" PRId64 " elements)", limit);
+		n *= shape[i];
+	}
+	if (n > limit)
+		return lt_err_set(err, LT_ERANGE, "shape too large (more than %" PRId64 " elements)", limit);
+	*numel = n;
+	return 0;
+}
+
+static lt_tensor *tensor_alloc(int ndim, const int64_t *shape, lt_err *err)
+{
+	int64_t numel;
+	if (lt_shape_numel(ndim, shape, INT64_MAX / 8, &numel, err))
+		return NULL;
+	lt_tensor *t = lt_calloc(1, sizeof *t);
+	if (!t) {
+		lt_err_set(err, LT_ENOMEM, "out of memory");
+		return NULL;
+	}
+	t->refs = 1;
+	t->ndim = ndim;
+	t->numel = numel;
+	if (ndim)
+		memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+	return t;
+}
+
+lt_tensor *lt_tensor_new(int ndim, const int64_t *shape, lt_err *err)
+{
+	lt_tensor *t = tensor_alloc(ndim, shape, err);
+	if (!t)
+		return NULL;
+	if ((uint64_t)t->numel > SIZE_MAX / 4 ||
+	    !(t->f32 = lt_alloc_aligned((size_t)t->numel * 4))) {
+		lt_err_set(err, LT_ENOMEM, "out of memory for %" PRId64 " values", t->numel);
+		lt_free(t);
+		return NULL;
+	}
+	t->f32_owned = 1;
+	t->dtype = LT_F32;
+	t->raw = t->f32;
+	return t;
+}
+
+lt_tensor *lt_tensor_from_bytes(lt_dtype dtype, int ndim, const int64_t *shape,
+				lt_blob *blob, const void *data, lt_err *err)
+{
+	if ((unsigned)dtype >= LT_DTYPE_COUNT) {
+		lt_err_set(err, LT_EINVAL, "unknown dtype");
+		return NULL;
+	}
+	lt_tensor *t = tensor_alloc(ndim, shape, err);
+	if (!t)
+		return NULL;
+	t->dtype = dtype;
+	t->blob = lt_blob_ref(blob);
+	t->raw = data;
+	return t;
+}
+
+lt_tensor *lt_tensor_ref(lt_tensor *t)
+{
+	if (t)
+		t->refs++;
+	return t;
+}
+
+void lt_tensor_unref(lt_tensor *t)
+{
+	if (!t || --t->refs > 0)
+		return;
+	if (t->f32_owned)
+		lt_free(t->f32);
+	lt_blob_unref(t->blob);
+	lt_free(t);
+}
+
+int lt_tensor_ndim(const lt_tensor *t) { return t->ndim; }
+const int64_t *lt_tensor_shape(const lt_tensor *t) { return t->shape; }
+int64_t lt_tensor_numel(const lt_tensor *t) { return t->numel; }
+lt_dtype lt_tensor_dtype(const lt_tensor *t) { return t->dtype; }
+const void *lt_tensor_raw(const lt_tensor *t) { return t->raw ? t->raw : (const void *)""; }
+
+size_t lt_tensor_nbytes(const lt_tensor *t)
+{
+	return (size_t)t->numel * lt_dtype_size(t->dtype);
+}
+
+/* Convert n stored values to f32. Reads go through memcpy because mapped
+ * storage need not be aligned. */
+static void convert_to_f32(lt_dtype dtype, const uint8_t *src, float *dst, int64_t n)
+{
+	switch (dtype) {
+	case LT_F32: memcpy(dst, src, (size_t)n * 4); break;
+	case LT_F64:
+		for (int64_t i = 0; i < n; i++) { double v; memcpy(&v, src + 8 * i, 8); dst[i] = (float)v; }
+		break;
+	case LT_F16:
+		for (int64_t i = 0; i < n; i++) { uint16_t v; memcpy(&v, src + 2 * i, 2); dst[i] = lt_f16_to_f32(v); }
+		break;
+	case LT_BF16:
+		for (int64_t i = 0; i < n; i++) { uint16_t v; memcpy(&v, src + 2 * i, 2); dst[i] = lt_bf16_to_f32(v); }
+		break;
+	case LT_I64:
+		for (int64_t i = 0; i < n; i++) { int64_t v; memcpy(&v, src + 8 * i, 8); dst[i] = (float)v; }
+		break;
+	case LT_I32:
+		for (int64_t i = 0; i < n; i++) { int32_t v; memcpy(&v, src + 4 * i, 4); dst[i] = (float)v; }
+		break;
+	case LT_I16:
+		for (int64_t i = 0; i < n; i++) { int16_t v; memcpy(&v, src + 2 * i, 2); dst[i] = (float)v; }
+		break;
+	case LT_I8:
+		for (int64_t i = 0; i < n; i++) dst[i] = (float)(int8_t)src[i];
+		break;
+	case LT_U8:
+		for (int64_t i = 0; i < n; i++) dst[i] = (float)src[i];
+		break;
+	case LT_BOOL:
+		for (int64_t i = 0; i < n; i++) dst[i] = src[i] ? 1.0f : 0.0f;
+		break;
+	default: break;
+	}
+}
+
+const float *lt_tensor_data(lt_tensor *t, lt_err *err)
+{
+	if (t->f32)
+		return t->f32;
+	if (t->dtype == LT_F32 && ((uintptr_t)t->raw & 3) == 0) {
+		t->f32 = (float *)t->raw; /* zero copy; never written through */
+		return t->f32;
+	}
+	float *f = lt_alloc_aligned((size_t)t->numel * 4);
+	if (!f) {
+		lt_err_set(err, LT_ENOMEM, "out of memory converting %" PRId64 " values", t->numel);
+		return NULL;
+	}
+	convert_to_f32(t->dtype, t->raw, f, t->numel);
+	t->f32 = f;
+	t->f32_owned = 1;
+	return f;
+}
+
+float *lt_tensor_data_mut(lt_tensor *t, lt_err *err)
+{
+	if (!lt_tensor_data(t, err))
+		return NULL;
+	if (!t->f32_owned) {
+		float *f = lt_alloc_aligned((size_t)t->numel * 4);
+		if (!f) {
+			lt_err_set(err, LT_ENOMEM, "out of memory copying %" PRId64 " values", t->numel);
+			return NULL;
+		}
+		memcpy(f, t->f32, (size_t)t->numel * 4);
+		t->f32 = f;
+		t->f32_owned = 1;
+	}
+	/* From now on the f32 copy is the stored value. */
+	t->dtype = LT_F32;
+	t->raw = t->f32;
+	lt_blob_unref(t->blob);
+	t->blob = NULL;
+	return t->f32;
+}
+
+int64_t lt_tensor_count_zeros(const lt_tensor *t)
+{
+	int64_t z = 0;
+	if (t->f32) {
+		for (int64_t i = 0; i < t->numel; i++)
+			z += t->f32[i] == 0.0f;
+		return z;
+	}
+	/* Convert in chunks so that counting never caches a full f32 copy:
+	 * `lathe info` on a multi-GB model must not double its memory. */
+	float chunk[4096];
+	size_t esize = lt_dtype_size(t->dtype);
+	for (int64_t i = 0; i < t->numel; i += 4096) {
+		int64_t n = t->numel - i < 4096 ? t->numel - i : 4096;
+		convert_to_f32(t->dtype, (const uint8_t *)t->raw + (size_t)i * esize, chunk, n);
+		for (int64_t j = 0; j < n; j++)
+			z += chunk[j] == 0.0f;
+	}
+	return z;
+}
+
+char *lt_shape_format(int ndim, const int64_t *shape, char *buf, size_t size)
+{
+	size_t used = 0;
+	used += (size_t)snprintf(buf, size, "[");
+	for (int i = 0; i < ndim && used < size; i++)
+		used += (size_t)snprintf(buf + used, size - used, "%s%" PRId64, i ? ", " : "", shape[i]);
+	if (used < size)
+		snprintf(buf + used, size - used, "]");
+	return buf;
+}
+
+lt_tensor *lt_tensor_cast(lt_tensor *t, lt_dtype dtype, lt_err *err)
+{
+	if (dtype != LT_F32 && dtype != LT_F16 && dtype != LT_BF16) {
+		lt_err_set(err, LT_EINVAL, "cannot cast to %s (only F32, F16, BF16)", lt_dtype_name(dtype));
+		return NULL;
+	}
+	const float *src = lt_tensor_data(t, err);
+	if (!src)
+		return NULL;
+	size_t n = (size_t)t->numel, size = lt_dtype_size(dtype);
+	uint8_t *buf = lt_alloc_aligned(n * size);
+	if (!buf) {
+		lt_err_set(err, LT_ENOMEM, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (dtype == LT_F32) {
+			memcpy(buf + 4 * i, &src[i], 4);
+		} else {
+			uint16_t h = dtype == LT_F16 ? lt_f32_to_f16(src[i]) : lt_f32_to_bf16(src[i]);
+			memcpy(buf + 2 * i, &h, 2);
+		}
+	}
+	lt_blob *blob = lt_blob_wrap(buf, n * size, err);
+	if (!blob)
+		return NULL;
+	lt_tensor *out = lt_tensor_from_bytes(dtype, t->ndim, t->shape, blob, buf, err);
+	lt_blob_unref(blob);
+	return out;
+}

@@ -1,0 +1,63 @@
+/* lathe: command-line entry point. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "cli/cli.h"
+#include "kern/blas.h"
+
+static void usage(FILE *out)
+{
+	fputs("usage: lathe COMMAND [ARGS]\n"
+	      "\n"
+	      "Look inside neural networks and make them smaller.\n"
+	      "\n"
+	      "commands:\n"
+	      "  info FILE [--json]          tensors, shapes, parameters, sparsity, sizes,\n"
+	      "                              graph and MACs (models); type and dims (IDX)\n"
+	      "  eval [MODEL] [--data DIR] [--split val|test] [--limit N] [--batch N]\n"
+	      "       [--threads N] [--json] top-1/top-5 accuracy, loss, per-class\n"
+	      "                              accuracy, confusion matrix, images/s\n"
+	      "  convert MODEL -o OUT [--dtype f32|f16|bf16]\n"
+	      "                              re-save a model (atomically), casting floats\n"
+	      "\n"
+	      "  --help                      this text ('lathe COMMAND --help' for one command)\n"
+	      "  --version                   version and the BLAS kernels in use\n"
+	      "\n"
+	      "With no MODEL, eval uses the bundled sample (samples/lenet5.safetensors).\n"
+	      "See lathe(1).\n",
+	      out);
+}
+
+static void version(void)
+{
+	printf("lathe %s\n", PACKAGE_VERSION);
+	printf("OpenBLAS core: %s (chosen by %s; %d threads)\n", lt_blas_core(),
+	       lt_blas_core_origin(), lt_blas_threads());
+}
+
+int main(int argc, char **argv)
+{
+	/* Before anything touches BLAS: pick OpenBLAS's kernels for this CPU. */
+	lt_blas_autocore(argv);
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+		version();
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "info"))
+		return cmd_info(argc - 1, argv + 1);
+	if (!strcmp(cmd, "eval"))
+		return cmd_eval(argc - 1, argv + 1);
+	if (!strcmp(cmd, "convert"))
+		return cmd_convert(argc - 1, argv + 1);
+	return cli_usage_error(NULL, "unknown command '%s'", cmd);
+}

@@ -1,0 +1,121 @@
+#include "nn/eval.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/mem.h"
+#include "nn/forward.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void lt_eval_score(lt_eval_result *r, const float *out, const uint8_t *labels,
+		   int64_t n, int probs)
+{
+	int k = r->n_classes;
+	for (int64_t s = 0; s < n; s++) {
+		const float *v = out + s * k;
+		int y = labels[s], above = 0, pred = 0;
+		for (int c = 0; c < k; c++) {
+			above += v[c] > v[y];
+			if (v[c] > v[pred])
+				pred = c;
+		}
+		double loss;
+		if (probs) {
+			loss = -log(fmax(v[y], DBL_MIN));
+		} else {
+			double mx = v[pred], sum = 0;
+			for (int c = 0; c < k; c++)
+				sum += exp((double)v[c] - mx);
+			loss = mx + log(sum) - v[y];
+		}
+		r->loss += loss;
+		r->correct1 += above == 0;
+		r->correct5 += above < 5;
+		r->confusion[y * k + pred]++;
+		r->class_total[y]++;
+	}
+	r->n += n;
+}
+
+void lt_eval_result_free(lt_eval_result *r)
+{
+	lt_free(r->confusion);
+	lt_free(r->class_total);
+	r->confusion = r->class_total = NULL;
+}
+
+int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
+		lt_eval_result *r, lt_err *err)
+{
+	memset(r, 0, sizeof *r);
+	const lt_graph *g = lt_model_graph(m);
+	if (!g)
+		return lt_err_set(err, LT_ENOTSUP,
+				  "the model has no graph (weights-only file): nothing to evaluate");
+	if (d->item_numel != g->in_numel) {
+		char want[96];
+		return lt_err_set(err, LT_EINVAL, "model expects input %s (%lld values) but the dataset has %lld values per item",
+				  lt_shape_format(g->in_ndim, g->in_shape, want, sizeof want),
+				  (long long)g->in_numel, (long long)d->item_numel);
+	}
+	int64_t k = lt_graph_out_numel(g);
+	for (int64_t i = 0; i < d->n; i++)
+		if (d->labels[i] >= k)
+			return lt_err_set(err, LT_EINVAL, "label %d of item %lld is outside the model's %lld outputs",
+					  d->labels[i], (long long)i, (long long)k);
+	int batch = opts && opts->batch > 0 ? opts->batch : 1000;
+	int64_t total = opts && opts->limit > 0 && opts->limit < d->n ? opts->limit : d->n;
+	float *x = NULL, *out = NULL;
+	int rc = 0;
+	lt_forward *f = lt_forward_new(m, opts ? opts->threads : 0, err);
+	if (!f)
+		return err ? err->code : LT_ENOMEM;
+	r->n_classes = (int)k;
+	r->confusion = lt_calloc((size_t)(k * k), sizeof *r->confusion);
+	r->class_total = lt_calloc((size_t)k, sizeof *r->class_total);
+	x = lt_malloc_array((size_t)batch * (size_t)g->in_numel, sizeof *x);
+	out = lt_malloc_array((size_t)batch * (size_t)k, sizeof *out);
+	if (!r->confusion || !r->class_total || !x || !out) {
+		rc = lt_err_set(err, LT_ENOMEM, "out of memory for batch %d", batch);
+		goto fail;
+	}
+	for (int64_t first = 0; first < total; first += batch) {
+		int64_t n = total - first < batch ? total - first : batch;
+		rc = lt_dataset_get_batch(d, first, n, g->scale, g->mean, g->std, g->n_norm, x, err);
+		if (rc)
+			goto fail;
+		double t0 = now();
+		if ((rc = lt_forward_run(f, x, n, out, err)))
+			goto fail;
+		r->forward_seconds += now() - t0;
+		lt_eval_score(r, out, d->labels + first, n, lt_forward_outputs_probs(f));
+		if (opts && opts->progress && opts->progress(opts->progress_ud, first + n, total)) {
+			rc = lt_err_set(err, LT_ECANCEL, "cancelled");
+			goto fail;
+		}
+	}
+	if (r->n) {
+		r->top1 = (double)r->correct1 / r->n;
+		r->top5 = (double)r->correct5 / r->n;
+		r->loss /= r->n;
+	}
+	r->images_per_s = r->forward_seconds > 0 ? r->n / r->forward_seconds : 0;
+	lt_free(x);
+	lt_free(out);
+	lt_forward_free(f);
+	return 0;
+fail:
+	lt_free(x);
+	lt_free(out);
+	lt_forward_free(f);
+	lt_eval_result_free(r);
+	return rc;
+}

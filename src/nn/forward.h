@@ -1,0 +1,32 @@
+/* Batched inference: runs a model's graph on preprocessed inputs.
+ *
+ * A forward plan binds a model's parameters (converted to f32 once) and owns
+ * per-thread workspaces. Batches are split across threads by sample; inside
+ * a thread, samples go through in chunks so activations stay in cache and
+ * each layer is one GEMM per chunk. */
+#ifndef LT_FORWARD_H
+#define LT_FORWARD_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/model.h"
+
+typedef struct lt_forward lt_forward;
+
+/* Plan for model m (which must have a graph; LT_ENOTSUP otherwise). threads
+ * <= 0 means one per core. Keeps a reference to m; tensors replaced in m
+ * afterwards need a new plan. */
+lt_forward *lt_forward_new(lt_model *m, int threads, lt_err *err);
+void lt_forward_free(lt_forward *f);
+
+/* x: n samples of in_numel floats each (already preprocessed); out: n
+ * samples of out_numel floats. */
+int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err *err);
+
+int64_t lt_forward_in_numel(const lt_forward *f);
+int64_t lt_forward_out_numel(const lt_forward *f);
+/* 1 when the graph ends in softmax (outputs are probabilities). */
+int lt_forward_outputs_probs(const lt_forward *f);
+
+#endif
