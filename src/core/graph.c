@@ -556,8 +556,13 @@ static int infer(lt_graph *g, lt_err *err)
 		default:
 			break;
 		}
-		if (lt_shape_numel(n->out_ndim, n->out_shape, limit, &n->out_numel, err))
-			return lt_err_prefix(err, "layer %d (%s)", i + 1, n->name);
+		if (lt_shape_numel(n->out_ndim, n->out_shape, limit, &n->out_numel, err)) {
+			/* An architecture that cannot be run is a format error. */
+			if (err)
+				err->code = LT_EFORMAT;
+			lt_err_prefix(err, "layer %d (%s)", i + 1, n->name);
+			return LT_EFORMAT;
+		}
 	}
 	return 0;
 }

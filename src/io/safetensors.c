@@ -24,13 +24,48 @@ struct entry {
 	uint64_t begin, end;
 };
 
-/* A tensor name made safe for an error message: control bytes become '?'
- * (names come from untrusted files and may reach a terminal) and long names
- * are cut at a UTF-8 character boundary, marked with "...". */
+/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
+ * the rule jansson applies. Names are checked before building the header so
+ * that a bad name is reported as such rather than as a failed allocation. */
+static int utf8_valid(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	while (*s) {
+		unsigned c = *s;
+		int more;
+		uint32_t cp, min;
+		if (c < 0x80) {
+			s++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			more = 1, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			more = 2, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			more = 3, cp = c & 0x07, min = 0x10000;
+		} else {
+			return 0;
+		}
+		s++;
+		for (int i = 0; i < more; i++, s++) {
+			if ((*s & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (*s & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+	}
+	return 1;
+}
+
+/* A name made safe for an error message: control bytes become '?' (names
+ * come from untrusted files and may reach a terminal), so do all non-ASCII
+ * bytes if the name is not valid UTF-8, and long names are cut at a
+ * character boundary, marked with "...". */
 static const char *show(const char *s, char *buf, size_t size)
 {
 	size_t n = strlen(s), max = size - 4, i;
-	int cut = n > max;
+	int cut = n > max, ascii_only = !utf8_valid(s);
 	if (cut) {
 		n = max;
 		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
@@ -38,7 +73,7 @@ static const char *show(const char *s, char *buf, size_t size)
 	}
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+		buf[i] = c < 0x20 || c == 0x7f || (c >= 0x80 && ascii_only) ? '?' : (char)c;
 	}
 	if (cut) {
 		memcpy(buf + i, "...", 3);
@@ -338,40 +373,6 @@ lt_model *lt_safetensors_load(const char *path, lt_err *err)
 }
 
 /* ---- writing ---- */
-
-/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
- * the same rule jansson applies, checked first so a bad name is reported as
- * such rather than as a failed allocation. */
-static int utf8_valid(const char *str)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	while (*s) {
-		unsigned c = *s;
-		int more;
-		uint32_t cp, min;
-		if (c < 0x80) {
-			s++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			more = 1, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			more = 2, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			more = 3, cp = c & 0x07, min = 0x10000;
-		} else {
-			return 0;
-		}
-		s++;
-		for (int i = 0; i < more; i++, s++) {
-			if ((*s & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (*s & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-	}
-	return 1;
-}
 
 static int check_name(const char *what, const char *name, lt_err *err)
 {

@@ -19,6 +19,15 @@ void lt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 		    b, ldb, beta, c, ldc);
 }
 
+void lt_sgemv(int trans_a, int m, int n, float alpha, const float *a, int lda,
+	      const float *x, float beta, float *y)
+{
+	if (trans_a)
+		cblas_sgemv(CblasRowMajor, CblasTrans, n, m, alpha, a, lda, x, 1, beta, y, 1);
+	else
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
+
 void lt_blas_set_threads(int n)
 {
 	openblas_set_num_threads(n < 1 ? 1 : n);

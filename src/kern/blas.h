@@ -9,6 +9,10 @@ void lt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 	      const float *a, int lda, const float *b, int ldb, float beta,
 	      float *c, int ldc);
 
+/* y[m] = alpha * A[m,n] x + beta * y (A row-major; trans_a: A stored [n,m]). */
+void lt_sgemv(int trans_a, int m, int n, float alpha, const float *a, int lda,
+	      const float *x, float beta, float *y);
+
 /* Threads OpenBLAS may use for one call (1 when our own threads split the
  * work); lt_blas_threads reports the current setting. */
 void lt_blas_set_threads(int n);

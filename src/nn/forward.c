@@ -193,6 +193,13 @@ static void linear(const lt_node *n, const struct bound *p, const float *x, floa
 			memcpy(y + (size_t)s * out, p->b, (size_t)out * sizeof(float));
 		beta = 1.0f;
 	}
+	/* GEMM packs all of W on every call; for a few samples that costs more
+	 * than the product, and matrix-vector products are faster. */
+	if (b <= 4) {
+		for (int s = 0; s < b; s++)
+			lt_sgemv(0, out, in, 1.0f, p->w, in, x + (size_t)s * in, beta, y + (size_t)s * out);
+		return;
+	}
 	lt_sgemm(0, 1, b, out, in, 1.0f, x, in, p->w, in, beta, y, out);
 }
 
@@ -401,8 +408,10 @@ int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err 
 	pthread_t tid[T];
 	int started = 0;
 	int64_t in = f->g->in_numel, on = lt_graph_out_numel(f->g);
-	int old_blas = lt_blas_threads();
-	lt_blas_set_threads(1);
+	/* Our threads split the batch, so each GEMM runs on one core. Setting
+	 * this is not free (OpenBLAS re-plans its pool), so only when needed. */
+	if (lt_blas_threads() != 1)
+		lt_blas_set_threads(1);
 	for (int t = 0; t < T; t++) {
 		int64_t lo = n * t / T, hi = n * (t + 1) / T;
 		spans[t] = (struct span){f, &f->work[t], x + lo * in, out + lo * on, hi - lo};
@@ -418,7 +427,6 @@ int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err 
 		run_span(&spans[t]);
 	for (int t = 1; t <= started; t++)
 		pthread_join(tid[t], NULL);
-	lt_blas_set_threads(old_blas);
 	(void)err;
 	return 0;
 }
