@@ -269,6 +269,16 @@ static void test_round_trip(void)
 	umask(022);
 	unlink(p2);
 
+	/* A bare file name saves into the current directory. */
+	char cwd[4096];
+	if (getcwd(cwd, sizeof cwd) && chdir(tmpdir) == 0) {
+		rc = lt_safetensors_save(m, "rel.safetensors", &err);
+		tap_ok(rc == 0 && access("rel.safetensors", F_OK) == 0, "save to a bare file name");
+		unlink("rel.safetensors");
+		if (chdir(cwd) != 0)
+			tap_diag("cannot return to %s", cwd);
+	}
+
 	/* Empty model. */
 	lt_model *empty = lt_model_new(&err);
 	const char *p3 = path_in("empty.safetensors");
@@ -445,6 +455,8 @@ static void test_reject(void)
 		const char h2[] = "{\"__metadata__\":{\"k\":\"a\0b\"}}";
 		expect_reject("NUL inside a string", raw_blob(sizeof h2 - 1, h2, sizeof h2 - 1, NULL, 0), "NUL");
 	}
+	expect_reject("control byte in a string", st_blob("{\"k\":\"\x1b[2J\"}", NULL, 0),
+		      "control character 0x1b");
 	expect_reject("escaped NUL in a string", st_blob("{\"__metadata__\":{\"k\":\"a\\u0000b\"}}", NULL, 0),
 		      "not valid JSON");
 	{

@@ -112,9 +112,14 @@ static int load_pair(const char *images_path, const char *labels_path, int n_cla
 		first = 0;
 		n = count - r.drop_last;
 	}
-	if (first >= 0 && first <= count && n < 0)
+	if (first < 0 || first > count) {
+		rc = lt_err_set(err, LT_ERANGE, "first item %" PRId64 " is outside the %" PRId64
+				" items of %s", first, count, images_path);
+		goto fail;
+	}
+	if (n < 0)
 		n = count - first;
-	if (first < 0 || first > count || n > count - first) {
+	if (n > count - first) {
 		rc = lt_err_set(err, LT_ERANGE, "items %" PRId64 "..%" PRId64 " are outside the %" PRId64
 				" items of %s", first, first + n, count, images_path);
 		goto fail;

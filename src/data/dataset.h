@@ -70,7 +70,9 @@ typedef enum {
 #define LT_FMNIST_CLASSES 10
 #define LT_FMNIST_VAL_SIZE 5000
 /* Where Debian's dataset-fashion-mnist package installs the files. */
+#ifndef LT_FMNIST_SYSTEM_DIR
 #define LT_FMNIST_SYSTEM_DIR "/usr/share/datasets/fashion-mnist"
+#endif
 
 /* "T-shirt/top", "Trouser", ... "Ankle boot"; "?" outside 0..9. */
 const char *lt_fmnist_class_name(int label);

@@ -206,7 +206,7 @@ static int load_gz(const lt_blob *file, uint64_t cap, lt_idx *x, lt_err *err)
 	g.zs.zalloc = z_alloc;
 	g.zs.zfree = z_free;
 	uint8_t head[4 + 4 * LT_MAX_DIMS], *buf = NULL;
-	size_t got;
+	size_t got = 0;
 	int rc;
 
 	switch (inflateInit2(&g.zs, 15 + 32)) {

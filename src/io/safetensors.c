@@ -304,9 +304,11 @@ lt_model *lt_safetensors_parse(lt_blob *blob, lt_err *err)
 	if (!root) {
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			lt_err_set(err, LT_ENOMEM, "out of memory parsing the header");
-		else
+		else {
+			char tb[JSON_ERROR_TEXT_LENGTH + 4]; /* the text quotes file bytes */
 			lt_err_set(err, LT_EFORMAT, "header is not valid JSON: %s (byte %d)",
-				   jerr.text, jerr.position);
+				   show(jerr.text, tb, sizeof tb), jerr.position);
+		}
 		goto fail;
 	}
 	if (!json_is_object(root)) {

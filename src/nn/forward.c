@@ -10,7 +10,7 @@
 /* Workspace per thread is sized for this many floats across all values. It
  * keeps a chunk's activations near L2 while giving GEMM wide enough
  * operands. */
-#define CHUNK_FLOATS (1 << 19)
+#define CHUNK_FLOATS (1 << 22)
 #define MAX_CHUNK 256
 
 struct bound {             /* per-node parameters, f32 */
@@ -227,7 +227,9 @@ static void im2col(const lt_node *n, const int64_t *in_shape, const float *x, fl
 						}
 						const float *src = img + (size_t)iy * W;
 						if (SW == 1 && PW == 0) {
-							memcpy(d, src + kx, (size_t)OW * sizeof(float));
+							/* rows are short: a plain loop beats memcpy calls */
+							for (int ox = 0; ox < OW; ox++)
+								d[ox] = src[kx + ox];
 							continue;
 						}
 						for (int ox = 0; ox < OW; ox++) {
@@ -259,40 +261,51 @@ static void conv2d(const lt_node *n, const struct bound *p, const int64_t *in_sh
 		}
 }
 
+/* Max or average pooling. Loops run over output columns innermost, with
+ * the valid column range worked out per kernel tap, so there are no
+ * per-element bounds tests and the compiler can vectorise. */
 static void pool(const lt_node *n, const int64_t *in_shape, const float *x, float *y, int b)
 {
 	int C = (int)in_shape[0], H = (int)in_shape[1], W = (int)in_shape[2];
 	int OH = (int)n->out_shape[1], OW = (int)n->out_shape[2];
-	int KH = n->kernel[0], KW = n->kernel[1];
+	int KH = n->kernel[0], KW = n->kernel[1], SH = n->stride[0], SW = n->stride[1];
+	int PH = n->padding[0], PW = n->padding[1];
 	int is_max = n->op == LT_OP_MAXPOOL2D;
 	/* count_include_pad: windows never pass the padded border (no ceil
 	 * mode), so the divisor is always the full window. */
 	float inv = 1.0f / (float)(KH * KW);
 	for (int64_t plane = 0; plane < (int64_t)b * C; plane++) {
 		const float *img = x + plane * H * W;
-		float *out = y + plane * OH * OW;
-		for (int oy = 0; oy < OH; oy++)
-			for (int ox = 0; ox < OW; ox++) {
-				int y0 = oy * n->stride[0] - n->padding[0];
-				int x0 = ox * n->stride[1] - n->padding[1];
-				float acc = is_max ? -INFINITY : 0.0f;
-				for (int ky = 0; ky < KH; ky++) {
-					int iy = y0 + ky;
-					if (iy < 0 || iy >= H)
-						continue;
-					for (int kx = 0; kx < KW; kx++) {
-						int ix = x0 + kx;
-						if (ix < 0 || ix >= W)
-							continue;
-						float v = img[iy * W + ix];
-						if (is_max)
-							acc = v > acc || isnan(v) ? v : acc;
-						else
-							acc += v;
+		for (int oy = 0; oy < OH; oy++) {
+			float *acc = y + (plane * OH + oy) * OW;
+			for (int ox = 0; ox < OW; ox++)
+				acc[ox] = is_max ? -INFINITY : 0.0f;
+			for (int ky = 0; ky < KH; ky++) {
+				int iy = oy * SH - PH + ky;
+				if (iy < 0 || iy >= H)
+					continue;
+				const float *row = img + (size_t)iy * W;
+				for (int kx = 0; kx < KW; kx++) {
+					/* columns ox with 0 <= ox*SW - PW + kx < W */
+					int lo = PW - kx > 0 ? (PW - kx + SW - 1) / SW : 0;
+					int hi = (W - 1 + PW - kx) / SW + 1;
+					hi = hi < OW ? hi : OW;
+					int off = kx - PW;
+					if (is_max) {
+						for (int ox = lo; ox < hi; ox++) {
+							float v = row[ox * SW + off];
+							acc[ox] = v > acc[ox] || v != v ? v : acc[ox];
+						}
+					} else {
+						for (int ox = lo; ox < hi; ox++)
+							acc[ox] += row[ox * SW + off];
 					}
 				}
-				out[oy * OW + ox] = is_max ? acc : acc * inv;
 			}
+			if (!is_max)
+				for (int ox = 0; ox < OW; ox++)
+					acc[ox] *= inv;
+		}
 	}
 }
 
