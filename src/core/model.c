@@ -4,8 +4,9 @@
 
 #include "core/mem.h"
 
-/* A growable array of (name, value) pairs. Lookups are linear: models have
- * tens to a few thousand tensors and lookups are rare next to compute. */
+/* A growable array of (name, value) pairs in insertion order, with an
+ * open-addressing hash index so that files with tens of thousands of tensors
+ * load in linear time. */
 struct entry {
 	char *name;
 	lt_tensor *tensor; /* tensors only */
@@ -15,6 +16,8 @@ struct entry {
 struct list {
 	struct entry *items;
 	size_t n, cap;
+	size_t *slots;     /* item index + 1, 0 = empty; nslots is a power of 2 */
+	size_t nslots;
 };
 
 struct lt_model {
@@ -24,16 +27,56 @@ struct lt_model {
 	lt_graph *graph;
 };
 
+static size_t hash_name(const char *s)
+{
+	size_t h = 1469598103934665603u; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211u;
+	return h;
+}
+
 static struct entry *list_find(const struct list *l, const char *name)
 {
+	if (!l->nslots)
+		return NULL;
+	for (size_t i = hash_name(name) & (l->nslots - 1);; i = (i + 1) & (l->nslots - 1)) {
+		size_t k = l->slots[i];
+		if (!k)
+			return NULL;
+		if (strcmp(l->items[k - 1].name, name) == 0)
+			return &l->items[k - 1];
+	}
+}
+
+static void index_insert(struct list *l, size_t item)
+{
+	size_t i = hash_name(l->items[item].name) & (l->nslots - 1);
+	while (l->slots[i])
+		i = (i + 1) & (l->nslots - 1);
+	l->slots[i] = item + 1;
+}
+
+/* Keep the index at most half full. */
+static int index_grow(struct list *l, lt_err *err)
+{
+	if (2 * (l->n + 1) <= l->nslots)
+		return 0;
+	size_t nslots = l->nslots ? l->nslots * 2 : 32;
+	size_t *slots = lt_calloc(nslots, sizeof *slots);
+	if (!slots)
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	lt_free(l->slots);
+	l->slots = slots;
+	l->nslots = nslots;
 	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->items[i].name, name) == 0)
-			return &l->items[i];
-	return NULL;
+		index_insert(l, i);
+	return 0;
 }
 
 static struct entry *list_push(struct list *l, const char *name, lt_err *err)
 {
+	if (index_grow(l, err))
+		return NULL;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
 		struct entry *items = lt_realloc(l->items, cap * sizeof *items);
@@ -49,10 +92,22 @@ static struct entry *list_push(struct list *l, const char *name, lt_err *err)
 		lt_err_set(err, LT_ENOMEM, "out of memory");
 		return NULL;
 	}
-	struct entry *e = &l->items[l->n++];
+	struct entry *e = &l->items[l->n];
 	memset(e, 0, sizeof *e);
 	e->name = copy;
+	index_insert(l, l->n++);
 	return e;
+}
+
+static void list_free(struct list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		lt_free(l->items[i].name);
+		lt_tensor_unref(l->items[i].tensor);
+		lt_free(l->items[i].value);
+	}
+	lt_free(l->items);
+	lt_free(l->slots);
 }
 
 lt_model *lt_model_new(lt_err *err)
@@ -77,16 +132,8 @@ void lt_model_unref(lt_model *m)
 {
 	if (!m || --m->refs > 0)
 		return;
-	for (size_t i = 0; i < m->tensors.n; i++) {
-		lt_free(m->tensors.items[i].name);
-		lt_tensor_unref(m->tensors.items[i].tensor);
-	}
-	for (size_t i = 0; i < m->meta.n; i++) {
-		lt_free(m->meta.items[i].name);
-		lt_free(m->meta.items[i].value);
-	}
-	lt_free(m->tensors.items);
-	lt_free(m->meta.items);
+	list_free(&m->tensors);
+	list_free(&m->meta);
 	lt_graph_free(m->graph);
 	lt_free(m);
 }

@@ -1,0 +1,102 @@
+/* Forward pass against PyTorch reference logits (tests/fixtures, made by
+ * gen_fixtures.py with torch 1.13), at several batch sizes and threads. */
+#include <string.h>
+
+#include "core/mem.h"
+#include "data/dataset.h"
+#include "io/open.h"
+#include "nn/forward.h"
+#include "tap.h"
+
+static char path_buf[4096];
+
+static const char *fixture(const char *name)
+{
+	const char *dir = getenv("FIXTURES");
+	snprintf(path_buf, sizeof path_buf, "%s/%s", dir ? dir : "tests/fixtures", name);
+	return path_buf;
+}
+
+static void check_model(const char *name, const lt_dataset *d)
+{
+	char file[256], ref_file[256];
+	lt_err err = {0};
+	snprintf(file, sizeof file, "%s.safetensors", name);
+	snprintf(ref_file, sizeof ref_file, "%s_ref.safetensors", name);
+	lt_model *m = lt_model_open(fixture(file), &err);
+	lt_model *ref = lt_model_open(fixture(ref_file), &err);
+	tap_ok(m && ref && lt_model_graph(m), "%s: opens with a graph (%s)", name, err.msg);
+	if (!m || !ref || !lt_model_graph(m)) {
+		lt_model_unref(m);
+		lt_model_unref(ref);
+		return;
+	}
+	const lt_graph *g = lt_model_graph(m);
+	lt_tensor *logits_t = lt_model_tensor(ref, "logits");
+	const float *want = lt_tensor_data(logits_t, &err);
+	int64_t n = d->n, k = lt_graph_out_numel(g);
+	float *x = lt_malloc_array((size_t)(n * g->in_numel), sizeof *x);
+	float *out = lt_malloc_array((size_t)(n * k), sizeof *out);
+	lt_dataset_get_batch(d, 0, n, g->scale, g->mean, g->std, g->n_norm, x, &err);
+	double scale = 0;
+	for (int64_t i = 0; i < n * k; i++)
+		scale = fmax(scale, fabs(want[i]));
+	const int batches[] = {256, 1, 7, 100};
+	const int threads[] = {2, 1, 2, 3};
+	for (int c = 0; c < 4; c++) {
+		lt_forward *f = lt_forward_new(m, threads[c], &err);
+		memset(out, 0, sizeof(float) * (size_t)(n * k));
+		for (int64_t i = 0; f && i < n; i += batches[c]) {
+			int64_t b = n - i < batches[c] ? n - i : batches[c];
+			lt_forward_run(f, x + i * g->in_numel, b, out + i * k, &err);
+		}
+		double worst = 0;
+		for (int64_t i = 0; i < n * k; i++)
+			worst = fmax(worst, fabs(out[i] - want[i]));
+		tap_ok(f && worst <= 1e-4 * scale, "%s: batch %d, %d threads: max |diff| %.3g (scale %.3g)",
+		       name, batches[c], threads[c], worst, scale);
+		lt_forward_free(f);
+	}
+	lt_free(x);
+	lt_free(out);
+	lt_model_unref(m);
+	lt_model_unref(ref);
+}
+
+int main(void)
+{
+	lt_err err = {0};
+	lt_dataset d = {0};
+	char images[4096];
+	snprintf(images, sizeof images, "%s", fixture("slice-images-idx3-ubyte.gz"));
+	if (lt_dataset_load_idx(images, fixture("slice-labels-idx1-ubyte.gz"), 10, 0, -1, &d, &err)) {
+		tap_ok(0, "load the fixture slice: %s", err.msg);
+		return tap_done();
+	}
+	const char *models[] = {"mlp", "cnn", "allops", "allops_nsq", "mlp_f16", "mlp_bf16"};
+	for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+		check_model(models[i], &d);
+
+	/* A weights-only model cannot be planned. */
+	lt_model *w = lt_model_open(fixture("dtypes.safetensors"), &err);
+	lt_forward *f = w ? lt_forward_new(w, 1, &err) : NULL;
+	tap_ok(w && !f && err.code == LT_ENOTSUP && strstr(err.msg, "weights-only"),
+	       "weights-only model: %s", err.msg);
+	lt_model_unref(w);
+
+	/* Allocation failures while planning are reported, never crash. */
+	lt_model *m = lt_model_open(fixture("cnn.safetensors"), &err);
+	int ok = m != NULL, finished = 0;
+	for (long k = 0; m && k < 200 && !finished; k++) {
+		lt_mem_fail_after(k);
+		f = lt_forward_new(m, 2, &err);
+		lt_mem_fail_after(-1);
+		finished = f != NULL;
+		ok &= finished || err.code == LT_ENOMEM;
+		lt_forward_free(f);
+	}
+	tap_ok(ok && finished, "allocation-failure sweep over planning");
+	lt_model_unref(m);
+	lt_dataset_release(&d);
+	return tap_done();
+}
