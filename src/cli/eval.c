@@ -127,10 +127,17 @@ int cmd_eval(int argc, char **argv)
 	}
 	if (bad)
 		return EXIT_USAGE;
-	if (!model && !(model = cli_bundled("lenet5.safetensors"))) {
-		lt_err e;
-		lt_err_set(&e, LT_EIO, "bundled sample not found; give a MODEL");
-		return cli_fail("eval", &e);
+	char sample[4096];
+	if (!model) {
+		/* cli_bundled returns a static buffer: keep a copy. */
+		const char *found = cli_bundled("lenet5.safetensors");
+		if (!found) {
+			lt_err e;
+			lt_err_set(&e, LT_EIO, "bundled sample not found; give a MODEL");
+			return cli_fail("eval", &e);
+		}
+		snprintf(sample, sizeof sample, "%s", found);
+		model = sample;
 	}
 
 	lt_err err = {0};
