@@ -1,6 +1,7 @@
 /* lathe: command-line entry point. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "cli/cli.h"
@@ -59,5 +60,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc - 1, argv + 1);
 	if (!strcmp(cmd, "convert"))
 		return cmd_convert(argc - 1, argv + 1);
+	if (access(cmd, F_OK) == 0)
+		return cli_usage_error(NULL, "'%s' is a file, and the interactive workbench is not "
+				       "built yet: try 'lathe info %s' or 'lathe eval %s'", cmd, cmd, cmd);
 	return cli_usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -12,6 +12,15 @@ preprocesses the first IMAGES Fashion-MNIST test images the way lathe does
 at batch size BATCH once to warm up and REPEATS more times, timed.  It prints
 one JSON line with the median time over the repeats.
 
+Each measurement keeps to a time budget ($LATHE_PEER_BUDGET_S, default 20 s):
+on a crowded machine, where a pass can take many times longer than usual,
+the warm-up stops after a fifth of the budget and the timed passes are
+fitted into the rest, first by running fewer repeats (at least 3), then by
+timing fewer images (whole batches).  The output then says how many were
+run ("images", "repeats") and how many were asked ("images_asked",
+"repeats_asked").  The speed figures stay per image, so they are still
+comparable; only their noise grows.
+
 The second form times torch.mm of float32 [M,K] x [K,N] (the operands filled
 like bench_sgemm's) and prints one JSON line with the median GFLOP/s.
 
@@ -44,6 +53,20 @@ except ImportError as e:  # run.sh turns this into "peer unavailable"
 
 class Bad(Exception):
     pass
+
+
+class Usage(Exception):
+    pass
+
+
+def ints(args, lo=1):
+    try:
+        v = [int(a) for a in args]
+    except ValueError:
+        raise Usage()
+    if min(v) < lo:
+        raise Usage()
+    return v
 
 
 # ---- safetensors ---------------------------------------------------------
@@ -312,6 +335,15 @@ def env_info(lib):
     return info
 
 
+# Time allowed for one measurement (warm-up plus timed passes), so that a
+# crowded machine cannot stretch `make bench` without bound.
+try:
+    BUDGET_S = float(os.environ.get("LATHE_PEER_BUDGET_S", "20"))
+except ValueError:
+    BUDGET_S = 20.0
+MIN_REPS = 3
+
+
 def median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2]  # upper median for even counts, as bench_infer
@@ -319,43 +351,55 @@ def median(xs):
 
 def bench_model(argv):
     path, data_dir = argv[0], argv[1]
-    batch, images, reps, threads = (int(a) for a in argv[2:6])
-    if batch < 1 or images < 1 or reps < 1 or threads < 1:
-        raise ValueError
+    batch, images, reps_asked, threads = ints(argv[2:6])
     lib = set_threads(threads)
     model, arch = build_model(path)
     x, labels = load_images(data_dir, arch, images)
-    n = x.shape[0]
-    chunks = [x[i:i + batch] for i in range(0, n, batch)]
+    n_asked = x.shape[0]
+    chunks = [x[i:i + batch] for i in range(0, n_asked, batch)]
     times, cpu = [], []
-    out = None
     with torch.inference_mode():
-        for r in range(-1, reps):  # one warm-up pass
+        # Warm-up pass.  It doubles as a probe: on a busy machine a pass can
+        # take many times longer than usual, so the warm-up stops after a
+        # fifth of the budget and the timed passes are fitted into the rest.
+        t0 = time.perf_counter()
+        done = 0
+        for c in chunks:
+            model(c)
+            done += c.shape[0]
+            if time.perf_counter() - t0 > BUDGET_S / 5:
+                break
+        per_image = (time.perf_counter() - t0) / done
+        n, reps = n_asked, reps_asked
+        rest = BUDGET_S - (time.perf_counter() - t0)
+        if per_image * n * reps > rest:
+            reps = min(reps, max(MIN_REPS, int(rest / (per_image * n))))
+        if per_image * n * reps > rest:  # even MIN_REPS passes are too long
+            n = min(n, max(batch, int(rest / reps / per_image) // batch * batch))
+            chunks = [x[i:i + batch] for i in range(0, n, batch)]
+        for _ in range(reps):
             t0, c0 = time.perf_counter(), time.process_time()
-            outs = [model(c) for c in chunks]
+            out = [model(c) for c in chunks]
             t1, c1 = time.perf_counter(), time.process_time()
-            if r < 0:
-                out = outs
-            else:
-                times.append(t1 - t0)
-                cpu.append((c1 - c0) / (t1 - t0))
+            times.append(t1 - t0)
+            cpu.append((c1 - c0) / (t1 - t0))
     med = median(times)
     res = {"engine": "pytorch", "threads": threads, "batch": batch, "images": n,
-           "median_s": round(med, 6), "images_per_s": round(n / med, 1),
+           "repeats": reps, "median_s": round(med, 6), "images_per_s": round(n / med, 1),
            "latency_us": round(med / n * 1e6 * batch, 2),
            "min_s": round(min(times), 6), "max_s": round(max(times), 6),
            "cpu_util": round(median(cpu), 2)}
+    if n != n_asked or reps != reps_asked:
+        res["images_asked"], res["repeats_asked"] = n_asked, reps_asked
     if labels is not None:
         pred = torch.cat(out).argmax(dim=1)
-        res["top1"] = round(float((pred == labels).float().mean()), 4)
+        res["top1"] = round(float((pred == labels[:n]).float().mean()), 4)
     res.update(env_info(lib))
     print(json.dumps(res))
 
 
 def bench_sgemm(argv):
-    m, k, n, threads, reps = (int(a) for a in argv)
-    if min(m, k, n, threads, reps) < 1:
-        raise ValueError
+    m, k, n, threads, reps = ints(argv)
     lib = set_threads(threads)
     # Same operands as bench_sgemm: a[i] = (i % 13) * 0.1, b[i] = (i % 7) * 0.1.
     a = ((torch.arange(m * k, dtype=torch.int64) % 13).to(torch.float32) * 0.1).reshape(m, k)
@@ -395,10 +439,10 @@ def main(argv):
         else:
             sys.stderr.write(USAGE)
             return 2
-    except ValueError:
+    except Usage:
         sys.stderr.write(USAGE)
         return 2
-    except (Bad, KeyError, TypeError, RuntimeError) as e:
+    except (Bad, KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
         sys.stderr.write("peer.py: %s: %s\n" % (type(e).__name__, e))
         return 1
     return 0

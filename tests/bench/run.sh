@@ -1,0 +1,269 @@
+#!/bin/bash
+# lathe's benchmark (`make bench`): lathe against PyTorch, in one run, on
+# this machine.
+#
+#   run.sh BUILDDIR [SRCDIR]
+#
+# Needs BUILDDIR/tests/bench/bench_infer and bench_sgemm (the bench target
+# builds them); builds nothing itself.  SRCDIR (default: two levels above
+# this script) holds samples/ with the models.  The peer is
+# tests/bench/peer.py run with $LATHE_PEER_PYTHON (default /usr/bin/python3,
+# which has PyTorch); the data set is $LATHE_DATA (default
+# /usr/share/datasets/fashion-mnist).  LATHE_BENCH_QUICK=1 shrinks every
+# run, for checking the runner itself; LATHE_PEER_BUDGET_S (default 20) is
+# the time each PyTorch measurement may take (see peer.py).
+#
+# Prints a markdown table on stdout, progress on stderr, and keeps every raw
+# JSON line in BUILDDIR/tests/bench/bench.jsonl.  Exit status: 0 on success
+# (also when the peer is unavailable), 1 when something is missing or a
+# benchmark fails, 2 on a usage error.  See tests/bench/README.md.
+
+set -u
+
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+	echo "usage: run.sh BUILDDIR [SRCDIR]" >&2
+	exit 2
+fi
+HERE=$(cd "$(dirname "$0")" && pwd)
+BUILDDIR=$(cd "$1" 2>/dev/null && pwd) || { echo "run.sh: no build directory '$1'" >&2; exit 1; }
+SRCDIR=${2:-$HERE/../..}
+SRCDIR=$(cd "$SRCDIR" 2>/dev/null && pwd) || { echo "run.sh: no source directory '${2:-}'" >&2; exit 1; }
+INFER=$BUILDDIR/tests/bench/bench_infer
+SGEMM=$BUILDDIR/tests/bench/bench_sgemm
+PEER=$HERE/peer.py
+PY=${LATHE_PEER_PYTHON:-/usr/bin/python3}
+# The test split: $LATHE_DATA, Debian's package, or the slice bundled in samples/data.
+DATA=${LATHE_DATA:-/usr/share/datasets/fashion-mnist}
+if [ -z "${LATHE_DATA:-}" ] && [ ! -d "$DATA" ]; then
+	DATA=$SRCDIR/samples/data
+fi
+START=$(date +%s)
+
+for b in "$INFER" "$SGEMM"; do
+	if [ ! -x "$b" ]; then
+		echo "run.sh: $b is missing (run 'make bench', which builds it)" >&2
+		exit 1
+	fi
+done
+for m in lenet300 lenet5; do
+	if [ ! -f "$SRCDIR/samples/$m.safetensors" ]; then
+		echo "run.sh: $SRCDIR/samples/$m.safetensors is missing" >&2
+		exit 1
+	fi
+done
+have_data=0
+for f in "$DATA"/t10k-images-idx3-ubyte "$DATA"/t10k-images-idx3-ubyte.gz; do
+	[ -f "$f" ] && have_data=1
+done
+if [ ! -d "$DATA" ] || [ $have_data = 0 ]; then
+	echo "run.sh: Fashion-MNIST test set not found in $DATA" >&2
+	echo "run.sh: (need t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]; set LATHE_DATA)" >&2
+	exit 1
+fi
+
+# Sizes: 10,000 test images at batch 1000 (7 repeats), 2,000 at batch 1
+# (5 repeats); the sgemm shape is lenet300's first layer at batch 1000.
+BIG_IMAGES=10000 BIG_REPS=7 ONE_IMAGES=2000 ONE_REPS=5 GEMM_REPS=11
+if [ "${LATHE_BENCH_QUICK:-0}" = 1 ]; then
+	BIG_IMAGES=2000 BIG_REPS=3 ONE_IMAGES=200 ONE_REPS=3 GEMM_REPS=3
+fi
+GM=1000 GK=784 GN=300
+NCPU=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo "?")
+
+OUT=$BUILDDIR/tests/bench/bench.jsonl
+if ! : >"$OUT" 2>/dev/null; then
+	OUT=$(mktemp "${TMPDIR:-/tmp}/lathe-bench.XXXXXX") || exit 1
+fi
+ERR=$(mktemp "${TMPDIR:-/tmp}/lathe-bench-err.XXXXXX") || exit 1
+FAILS=$(mktemp "${TMPDIR:-/tmp}/lathe-bench-fails.XXXXXX") || exit 1
+CAPS=$(mktemp "${TMPDIR:-/tmp}/lathe-bench-caps.XXXXXX") || exit 1
+trap 'rm -f "$ERR" "$FAILS" "$CAPS"' EXIT
+
+peer_ok=0
+if "$PY" -c 'import torch' >/dev/null 2>&1; then
+	peer_ok=1
+fi
+
+# jget KEY JSON: the value of a top-level string or number field.
+jget() {
+	printf '%s\n' "$2" | sed -n \
+		-e "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" \
+		-e "t" \
+		-e "s/.*\"$1\": *\([-+0-9.eE]*\).*/\1/p"
+}
+
+# run WHAT CMD...: run one benchmark, echo its JSON line (empty on failure,
+# which is noted in $FAILS since this runs in a command substitution).
+run() {
+	local what=$1 line rc
+	shift
+	echo "  $what" >&2
+	line=$("$@" 2>"$ERR")
+	rc=$?
+	line=$(printf '%s\n' "$line" | grep '^{' | tail -n 1)
+	if [ $rc -ne 0 ] || [ -z "$line" ]; then
+		echo "run.sh: $what failed (exit $rc):" >&2
+		sed 's/^/    /' "$ERR" >&2
+		echo "$what" >>"$FAILS"
+		return 0
+	fi
+	printf '%s\n' "$line" >>"$OUT"
+	printf '%s\n' "$line"
+}
+
+# fmt FORMAT VALUE: printf a number, or "-" when there is none.
+fmt() {
+	# shellcheck disable=SC2059 # the format is the point
+	if [ -z "$2" ]; then printf -- '-'; else LC_ALL=C printf -- "$1" "$2"; fi
+}
+
+# ratio A B: A/B to two decimals, or "-".
+ratio() {
+	if [ -z "$1" ] || [ -z "$2" ]; then printf -- '-'; return; fi
+	LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else printf "-" }'
+}
+
+# capped JSON: " (N imgs, R reps)" (and a note later) if the peer, short of
+# time on a busy machine, timed fewer images or repeats than asked.
+capped() {
+	local imgs reps
+	imgs=$(jget images_asked "$1")
+	reps=$(jget repeats_asked "$1")
+	[ -n "$imgs" ] || [ -n "$reps" ] || return 0
+	echo x >>"$CAPS"
+	if [ "$imgs" != "$(jget images "$1")" ]; then
+		printf ' (%s imgs, %s reps)' "$(jget images "$1")" "$(jget repeats "$1")"
+	else
+		printf ' (%s reps)' "$(jget repeats "$1")"
+	fi
+}
+
+echo "lathe benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $NCPU CPUs, data $DATA" >&2
+[ $peer_ok = 1 ] || echo "run.sh: $PY cannot import torch: peer unavailable" >&2
+
+# ---- sgemm --------------------------------------------------------------
+echo "sgemm ${GM}x${GK}x${GN}:" >&2
+declare -A G
+for t in 1 2; do
+	G[auto$t]=$(run "lathe sgemm, $t thread(s)" "$SGEMM" $GM $GK $GN $t $GEMM_REPS)
+	G[presc$t]=$(run "lathe sgemm, $t thread(s), OPENBLAS_CORETYPE=Prescott" \
+		env OPENBLAS_CORETYPE=Prescott "$SGEMM" $GM $GK $GN $t $GEMM_REPS)
+	if [ $peer_ok = 1 ]; then
+		G[torch$t]=$(run "torch.mm, $t thread(s)" "$PY" "$PEER" --sgemm $GM $GK $GN $t $GEMM_REPS)
+	else
+		G[torch$t]=
+	fi
+done
+
+# ---- inference ----------------------------------------------------------
+declare -A R
+ROWS=""
+for model in lenet300 lenet5; do
+	for batch in 1000 1; do
+		if [ $batch = 1 ]; then n=$ONE_IMAGES reps=$ONE_REPS; else n=$BIG_IMAGES reps=$BIG_REPS; fi
+		f=$SRCDIR/samples/$model.safetensors
+		echo "$model, batch $batch, $n images, $reps repeats:" >&2
+		key=$model/$batch
+		ROWS="$ROWS $key"
+		R[$key/lathe]=$(run "lathe $model, batch $batch" "$INFER" "$f" "$DATA" $batch $n $reps)
+		for t in 1 2; do
+			if [ $peer_ok = 1 ]; then
+				R[$key/torch$t]=$(run "pytorch $model, batch $batch, $t thread(s)" "$PY" "$PEER" "$f" "$DATA" $batch $n $reps $t)
+			else
+				R[$key/torch$t]=
+			fi
+		done
+	done
+done
+
+# ---- report -------------------------------------------------------------
+echo
+echo "### Inference: lathe vs PyTorch (median of repeats)"
+echo
+echo "lathe runs with its default threads (all $NCPU CPUs); PyTorch at 1 and 2 threads."
+echo "Batch 1000: images/s over the images, ratio = lathe / PyTorch best (>1: lathe faster)."
+echo "Batch 1: latency per image in µs, ratio = PyTorch best / lathe (>1: lathe faster)."
+echo
+echo "| model | batch | images | lathe | PyTorch 1 thread | PyTorch 2 threads | PyTorch best | ratio |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for key in $ROWS; do
+	model=${key%/*} batch=${key#*/}
+	L=${R[$key/lathe]} T1=${R[$key/torch1]} T2=${R[$key/torch2]}
+	images=$(jget images "$L")
+	[ -n "$images" ] || images=$(jget images "$T1")
+	if [ "$batch" = 1 ]; then
+		field=latency_us form='%.1f µs'
+	else
+		field=images_per_s form='%.0f img/s'
+	fi
+	l=$(jget $field "$L") t1=$(jget $field "$T1") t2=$(jget $field "$T2")
+	# The better PyTorch figure: higher throughput, or lower latency.
+	best='' bt=''
+	lat=0
+	[ "$batch" = 1 ] && lat=1
+	for t in 1 2; do
+		v=$([ $t = 1 ] && echo "$t1" || echo "$t2")
+		[ -n "$v" ] || continue
+		if [ -z "$best" ] || LC_ALL=C awk -v v="$v" -v b="$best" -v lat=$lat \
+			'BEGIN { exit !(lat ? v < b : v > b) }'; then
+			best=$v bt=$t
+		fi
+	done
+	if [ $peer_ok = 0 ]; then
+		p1="peer unavailable" p2="peer unavailable" pb="peer unavailable" r="-"
+	else
+		p1=$(fmt "$form" "$t1")$(capped "$T1")
+		p2=$(fmt "$form" "$t2")$(capped "$T2")
+		if [ -n "$best" ]; then pb="$(fmt "$form" "$best") ($bt thr)"; else pb="-"; fi
+		if [ "$batch" = 1 ]; then r=$(ratio "$best" "$l"); else r=$(ratio "$l" "$best"); fi
+	fi
+	echo "| $model | $batch | ${images:--} | $(fmt "$form" "$l") | $p1 | $p2 | $pb | $r |"
+done
+if [ -s "$CAPS" ]; then
+	echo
+	echo "(N imgs, R reps): PyTorch was so slow here (a busy machine) that, to keep within"
+	echo "its time budget (\$LATHE_PEER_BUDGET_S, default 20 s), it timed only N images"
+	echo "or R repeats (at least 3). Figures are still per image, just noisier."
+fi
+
+echo
+echo "### sgemm ${GM}x${GK}x${GN} (float32, median GFLOP/s)"
+echo
+echo "| engine | threads | OpenBLAS core (chosen by) | GFLOP/s |"
+echo "|---|---:|---|---:|"
+for t in 1 2; do
+	L=${G[auto$t]}
+	echo "| lathe (automatic core) | $t | $(jget core "$L") ($(jget chosen_by "$L")) | $(fmt %.1f "$(jget gflops "$L")") |"
+done
+for t in 1 2; do
+	L=${G[presc$t]}
+	echo "| lathe, OPENBLAS_CORETYPE=Prescott | $t | $(jget core "$L") ($(jget chosen_by "$L")) | $(fmt %.1f "$(jget gflops "$L")") |"
+done
+for t in 1 2; do
+	if [ $peer_ok = 1 ]; then
+		L=${G[torch$t]}
+		echo "| PyTorch torch.mm | $t | $(jget core "$L") | $(fmt %.1f "$(jget gflops "$L")") |"
+	else
+		echo "| PyTorch torch.mm | $t | peer unavailable | - |"
+	fi
+done
+echo
+for t in 1 2; do
+	echo "- $t thread(s): automatic core / Prescott = $(ratio "$(jget gflops "${G[auto$t]}")" "$(jget gflops "${G[presc$t]}")")"
+done
+if [ $peer_ok = 1 ]; then
+	lb=$(printf '%s\n' "$(jget gflops "${G[auto1]}")" "$(jget gflops "${G[auto2]}")" | sort -g | tail -n 1)
+	tb=$(printf '%s\n' "$(jget gflops "${G[torch1]}")" "$(jget gflops "${G[torch2]}")" | sort -g | tail -n 1)
+	echo "- lathe best / torch.mm best = $(ratio "$lb" "$tb") (same OpenBLAS library underneath, if the two cores match)"
+else
+	echo "- PyTorch: peer unavailable ($PY cannot import torch)"
+fi
+
+END=$(date +%s)
+echo
+echo "Run time $((END - START)) s; raw results in $OUT."
+if [ -s "$FAILS" ]; then
+	echo "run.sh: some benchmarks failed (see above)" >&2
+	exit 1
+fi
+exit 0
