@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,8 +33,9 @@ int cli_parse_count(const char *s, int64_t lo, int64_t hi, int64_t *out)
 	char *end;
 	if (!s || !*s || *s == '-' || *s == '+')
 		return -1;
+	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (*end || v < lo || v > hi)
+	if (*end || errno == ERANGE || v < lo || v > hi)
 		return -1;
 	*out = v;
 	return 0;

@@ -25,6 +25,7 @@ struct lt_model {
 	struct list tensors;
 	struct list meta;
 	lt_graph *graph;
+	int graph_from_meta; /* graph is exactly what LT_ARCH_META_KEY says */
 };
 
 static size_t hash_name(const char *s)
@@ -270,7 +271,13 @@ int lt_model_set_graph(lt_model *m, lt_graph *g, lt_err *err)
 	}
 	lt_graph_free(m->graph);
 	m->graph = g;
+	m->graph_from_meta = 0;
 	return 0;
+}
+
+int lt_model_graph_in_meta(const lt_model *m)
+{
+	return m->graph_from_meta;
 }
 
 int lt_model_load_arch(lt_model *m, lt_err *err)
@@ -286,6 +293,7 @@ int lt_model_load_arch(lt_model *m, lt_err *err)
 		lt_graph_free(g);
 		return rc;
 	}
+	m->graph_from_meta = 1;
 	return 0;
 }
 

@@ -42,6 +42,10 @@ lt_graph *lt_model_graph(const lt_model *m);
  * changes and the caller keeps g. */
 int lt_model_set_graph(lt_model *m, lt_graph *g, lt_err *err);
 
+/* 1 when the graph came from the model's LT_ARCH_META_KEY and has not been
+ * replaced since, so saving can keep the user's JSON as it was written. */
+int lt_model_graph_in_meta(const lt_model *m);
+
 /* Metadata key that carries the architecture JSON. */
 #define LT_ARCH_META_KEY "lathe.arch"
 

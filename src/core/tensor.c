@@ -283,23 +283,34 @@ float *lt_tensor_data_mut(lt_tensor *t, lt_err *err)
 	return t->f32;
 }
 
+/* Count elements of type T (read through memcpy: storage may be unaligned)
+ * whose value masked by MASK is zero. */
+#define COUNT_ZEROS(T, MASK)                                                 \
+	do {                                                                 \
+		for (int64_t i = 0; i < t->numel; i++) {                     \
+			T v;                                                 \
+			memcpy(&v, p + i * (int64_t)sizeof(T), sizeof(T));   \
+			z += (v & (MASK)) == 0;                              \
+		}                                                            \
+	} while (0)
+
 int64_t lt_tensor_count_zeros(const lt_tensor *t)
 {
+	/* Counted in the stored dtype (an F64 1e-300 is not zero although it
+	 * rounds to 0 in f32), straight from the stored bytes, so counting
+	 * never caches a conversion: `lathe info` on a multi-GB model must not
+	 * double its memory. Floats: -0 counts, so the sign bit is masked. */
 	int64_t z = 0;
-	if (t->f32) {
-		for (int64_t i = 0; i < t->numel; i++)
-			z += t->f32[i] == 0.0f;
-		return z;
-	}
-	/* Convert in chunks so that counting never caches a full f32 copy:
-	 * `lathe info` on a multi-GB model must not double its memory. */
-	float chunk[4096];
-	size_t esize = lt_dtype_size(t->dtype);
-	for (int64_t i = 0; i < t->numel; i += 4096) {
-		int64_t n = t->numel - i < 4096 ? t->numel - i : 4096;
-		convert_to_f32(t->dtype, (const uint8_t *)t->raw + (size_t)i * esize, chunk, n);
-		for (int64_t j = 0; j < n; j++)
-			z += chunk[j] == 0.0f;
+	const uint8_t *p = t->raw;
+	switch (t->dtype) {
+	case LT_F64: COUNT_ZEROS(uint64_t, 0x7fffffffffffffffu); break;
+	case LT_F32: COUNT_ZEROS(uint32_t, 0x7fffffffu); break;
+	case LT_F16:
+	case LT_BF16: COUNT_ZEROS(uint16_t, 0x7fffu); break;
+	case LT_I64: COUNT_ZEROS(uint64_t, ~(uint64_t)0); break;
+	case LT_I32: COUNT_ZEROS(uint32_t, ~(uint32_t)0); break;
+	case LT_I16: COUNT_ZEROS(uint16_t, 0xffffu); break;
+	default: COUNT_ZEROS(uint8_t, 0xffu); break; /* I8, U8, BOOL */
 	}
 	return z;
 }

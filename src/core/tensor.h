@@ -70,8 +70,8 @@ const float *lt_tensor_data(lt_tensor *t, lt_err *err);
 /* Writable f32 values owned by this tensor (copies shared storage first). */
 float *lt_tensor_data_mut(lt_tensor *t, lt_err *err);
 
-/* Count of elements equal to zero (+0 or -0). Reads stored values in chunks
- * without caching a conversion, so it costs no lasting memory. */
+/* Count of elements equal to zero (+0 or -0) in the stored dtype. Reads the
+ * stored bytes without caching a conversion, so it costs no lasting memory. */
 int64_t lt_tensor_count_zeros(const lt_tensor *t);
 
 /* "[300, 784]" into buf; returns buf. */

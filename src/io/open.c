@@ -61,7 +61,7 @@ lt_model *lt_model_open(const char *path, lt_err *err)
 int lt_model_save(lt_model *m, const char *path, lt_err *err)
 {
 	lt_graph *g = lt_model_graph(m);
-	if (g) {
+	if (g && !lt_model_graph_in_meta(m)) {
 		char *json = lt_graph_to_json(g, err);
 		if (!json)
 			return err ? err->code : LT_ENOMEM;
