@@ -58,9 +58,11 @@ mkdir "$T/dir"
 printf 'hello, this is a text file\nwith two lines\n' >"$T/text.txt"
 # a PNG signature, an IHDR chunk header and garbage
 { bytes 137 80 78 71 13 10 26 10  0 0 0 13; printf 'IHDR'; bytes 0 0 1 0 0 0 1 0 8 6 0 0 0 31 21 196 137 255 0 1 2 3; } >"$T/garbage.png"
-head -c 1000 "$MLP" >"$T/truncated.safetensors"            # header, part of the data
-head -c 500 "$MLP" >"$T/truncated-header.safetensors"       # inside the header
-head -c 3000 "$F/slice-images-idx3-ubyte.gz" >"$T/truncated-idx3-ubyte.gz"
+# the first 1000 bytes (header and some data), 500 (inside the header), and
+# a cut gzip stream
+dd if="$MLP" of="$T/truncated.safetensors" bs=1000 count=1 2>/dev/null
+dd if="$MLP" of="$T/truncated-header.safetensors" bs=500 count=1 2>/dev/null
+dd if="$F/slice-images-idx3-ubyte.gz" of="$T/truncated-idx3-ubyte.gz" bs=3000 count=1 2>/dev/null
 for f in "$T/missing" "$T/dir" /dev/null "$T/empty" "$T/text.txt" "$T/garbage.png" \
 	"$T/truncated.safetensors" "$T/truncated-header.safetensors" "$T/truncated-idx3-ubyte.gz"; do
 	case $f in "$T"/*) name=${f##*/} ;; *) name=$f ;; esac

@@ -11,9 +11,7 @@
 #	FIXTURES      committed test files         ($TOP_SRCDIR/tests/fixtures)
 # Optional:
 #	LATHE_TEST_VMEM_KIB  address-space cap for check_error, in KiB (see below)
-#	LATHE_SANITIZED=1    the binary is an ASan/UBSan build: no address-space
-#	                     cap (ASan reserves terabytes of shadow memory) and
-#	                     longer time limits
+#	LATHE_SANITIZED=1    the binary is an ASan/UBSan build: longer time limits
 #
 # Output is TAP for automake's tap-driver.sh: one "ok N - ..." or
 # "not ok N - ..." line per check, "# ..." diagnostics, and the plan "1..N"
@@ -188,10 +186,11 @@ check_run() {
 # check_error runs lathe under `ulimit -v` so that a loader that believes a
 # size field and allocates it fails the test instead of the machine.  The
 # cap cannot be a fixed small number: OpenBLAS reserves address space at
-# start-up for every thread it starts (a thread stack plus a malloc arena,
-# about 140 MiB each), and below what it needs `lathe --version` does not
-# fail but hangs inside OpenBLAS (a worker thread spins when its buffer mmap
-# fails; a plain C program calling openblas_get_corename() does the same).
+# start-up for every worker thread it starts (per pmap, a 128 MiB buffer
+# and an 8 MiB stack: about 140 MiB a thread), and below what it needs
+# `lathe --version` does not fail but hangs inside OpenBLAS (a worker
+# thread spins when its buffer mmap fails; a plain C program calling
+# openblas_get_corename() does the same).
 #
 # Measured on the development machine (2 cores, Debian's OpenBLAS 0.3.21,
 # pthreads): start-up VSZ 182,008 KiB (178 MiB; 42,740 KiB with one thread);
@@ -202,9 +201,12 @@ check_run() {
 # out-of-memory message instead of thrashing.
 #
 # The start-up VSZ is read from /proc/PID/status (VmPeak) while lathe is
-# blocked opening a FIFO, i.e. after OpenBLAS and the BLAS core re-exec are
-# done.  Without /proc, or if that fails, the cap is 2,000,000 KiB.
-# LATHE_TEST_VMEM_KIB overrides it (0 or "unlimited": no cap).
+# blocked reading a FIFO, i.e. after OpenBLAS start-up and the BLAS core
+# re-exec.  Measuring also makes the cap fit an ASan build, which reserves
+# about 20 TiB of shadow memory at start-up (the cap is then that + 1 GiB;
+# the sanitizer builds pass under it).  Without /proc, or if measuring
+# fails, the cap is 2,000,000 KiB.  LATHE_TEST_VMEM_KIB overrides it (0 or
+# "unlimited": no cap).
 
 # _startup_kib: print lathe's start-up VSZ in KiB, or fail.
 _startup_kib() {
@@ -248,18 +250,9 @@ vmem_cap() {
 		VMEM_KIB=$LATHE_TEST_VMEM_KIB
 		[ "$VMEM_KIB" = 0 ] && VMEM_KIB=unlimited
 		diag "address-space cap from LATHE_TEST_VMEM_KIB: $VMEM_KIB KiB"
-	elif [ "${LATHE_SANITIZED:-0}" = 1 ]; then
-		VMEM_KIB=unlimited
-		diag "sanitizer build: no address-space cap"
 	elif _s=$(_startup_kib); then
-		if [ "$_s" -gt 68719476736 ]; then
-			# > 64 TiB at start-up: an ASan build not flagged as such
-			VMEM_KIB=unlimited
-			diag "start-up VSZ $_s KiB looks like a sanitizer build: no cap"
-		else
-			VMEM_KIB=$((_s + 1048576))
-			diag "address-space cap $VMEM_KIB KiB (start-up VSZ $_s KiB + 1 GiB)"
-		fi
+		VMEM_KIB=$((_s + 1048576))
+		diag "address-space cap $VMEM_KIB KiB (start-up VSZ $_s KiB + 1 GiB)"
 	else
 		VMEM_KIB=2000000
 		diag "address-space cap $VMEM_KIB KiB (start-up VSZ not measurable here)"
