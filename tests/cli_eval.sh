@@ -63,7 +63,7 @@ check_run "mlp: eval text report exits 0" "$LATHE" eval "$F/mlp.safetensors" --d
 cp "$T/out" "$T/mlp.txt"
 # 0.859375 -> 85.94%, top-5 1.0 -> 100.00%
 contains "mlp: text report has top-1 85.94% and top-5 100.00%" "$T/mlp.txt" "top-1: 85.94%   top-5: 100.00%"
-contains "mlp: text report names the test split and 256 images" "$T/mlp.txt" "(test split, 256 images)"
+contains "mlp: text report names the test split and 256 images" "$T/mlp.txt" "(test split: 256 of 256 images)"
 # Row 1 (Trouser) of the reference: class_correct 32 of class_total 32.
 contains "mlp: per-class line for Trouser" "$T/mlp.txt" "100.00%  (32/32)"
 rows=$(awk '/^confusion/ { on = 1; next } on && NF == 11 && $1 ~ /^[0-9]$/ { n++; for (i = 2; i <= 11; i++) s += $i } END { print n + 0, s + 0 }' "$T/mlp.txt")
@@ -162,7 +162,7 @@ if have_system_data; then
 	run_slow "$LATHE" eval "$lenet5" --data "$SYSTEM_DATA"
 	if [ "$rc" -eq 0 ] && [ ! -s "$T/err" ] && [ -n "$want" ] &&
 		grep -F "top-1: $want_pct " "$T/out" >/dev/null &&
-		grep -F "(test split, 10000 images)" "$T/out" >/dev/null; then
+		grep -F "(test split: 10000 of 10000 images)" "$T/out" >/dev/null; then
 		ok "lenet5 sample on the full test set: top-1 $want_pct = lathe.test_accuracy $want"
 	else
 		not_ok "lenet5 sample on the full test set: top-1 equals lathe.test_accuracy ($want)" \

@@ -7,15 +7,8 @@
 #include "io/open.h"
 #include "nn/forward.h"
 #include "tap.h"
+#include "testutil.h"
 
-static char path_buf[4096];
-
-static const char *fixture(const char *name)
-{
-	const char *dir = getenv("FIXTURES");
-	snprintf(path_buf, sizeof path_buf, "%s/%s", dir ? dir : "tests/fixtures", name);
-	return path_buf;
-}
 
 static void check_model(const char *name, const lt_dataset *d)
 {

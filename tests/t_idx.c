@@ -16,43 +16,11 @@
 #include "core/mem.h"
 #include "io/idx.h"
 #include "tap.h"
+#include "testutil.h"
 
 static char tmpdir[256];
 
 /* ---- building files ---- */
-
-struct buf {
-	uint8_t *p;
-	size_t n, cap;
-};
-
-static void put(struct buf *b, const void *data, size_t n)
-{
-	if (b->n + n > b->cap) {
-		b->cap = (b->n + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-		if (!b->p)
-			abort();
-	}
-	memcpy(b->p + b->n, data, n);
-	b->n += n;
-}
-
-static void put_be(struct buf *b, uint64_t v, int bytes)
-{
-	uint8_t tmp[8];
-	for (int i = 0; i < bytes; i++)
-		tmp[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
-	put(b, tmp, (size_t)bytes);
-}
-
-static void put_header(struct buf *b, int type, int ndim, const uint32_t *dims)
-{
-	uint8_t h[4] = {0, 0, (uint8_t)type, (uint8_t)ndim};
-	put(b, h, 4);
-	for (int i = 0; i < ndim; i++)
-		put_be(b, dims[i], 4);
-}
 
 static const char *path_of(const char *name)
 {

@@ -44,9 +44,10 @@ static void print_report(const char *model, const lt_dataset *d, lt_split split,
 	int k = r->n_classes;
 	int named = k == LT_FMNIST_CLASSES;
 	printf("model: %s\n", model);
-	printf("data:  %s (%s split, %lld images)\n", d->source, lt_split_name(split), (long long)r->n);
+	printf("data:  %s (%s split: %lld of %lld images)\n", d->source, lt_split_name(split),
+	       (long long)r->n, (long long)d->n);
 	printf("top-1: %.2f%%   top-5: %.2f%%   loss: %.4f\n", 100 * r->top1, 100 * r->top5, r->loss);
-	printf("speed: %.0f images/s (forward pass, batch %d, %d threads)\n", r->images_per_s, batch, threads);
+	printf("speed: %.0f images/s (forward pass, batch %d, threads %d)\n", r->images_per_s, batch, threads);
 	printf("\nper class:\n");
 	for (int c = 0; c < k; c++) {
 		int64_t tot = r->class_total[c], ok = r->confusion[c * k + c];
@@ -243,5 +244,6 @@ int cmd_convert(int argc, char **argv)
 	}
 	int rc = lt_model_save(m, out, &err);
 	lt_model_unref(m);
-	return rc ? cli_fail(out, &err) : EXIT_OK;
+	/* save's messages already name the file */
+	return rc ? cli_fail("convert", &err) : EXIT_OK;
 }

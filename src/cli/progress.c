@@ -31,7 +31,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 int cli_parse_count(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
 	char *end;
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!s || *s < '0' || *s > '9') /* no sign, no leading space */
 		return -1;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
