@@ -21,6 +21,9 @@ static void usage(FILE *out)
 	      "                              accuracy, confusion matrix, images/s\n"
 	      "  convert MODEL -o OUT [--dtype f32|f16|bf16]\n"
 	      "                              re-save a model (atomically), casting floats\n"
+	      "  train ARCH -o OUT [--data DIR] [--epochs N] [--batch N] [--lr X]\n"
+	      "        [--opt adam|adamw|sgd] [--seed N] [--val] ...\n"
+	      "                              train a model in C and save it\n"
 	      "\n"
 	      "  --help                      this text ('lathe COMMAND --help' for one command)\n"
 	      "  --version                   version and the BLAS kernels in use\n"
@@ -60,6 +63,8 @@ int main(int argc, char **argv)
 		return cmd_eval(argc - 1, argv + 1);
 	if (!strcmp(cmd, "convert"))
 		return cmd_convert(argc - 1, argv + 1);
+	if (!strcmp(cmd, "train"))
+		return cmd_train(argc - 1, argv + 1);
 	if (access(cmd, F_OK) == 0)
 		return cli_usage_error(NULL, "'%s' is a file, and the interactive workbench is not "
 				       "built yet: try 'lathe info %s' or 'lathe eval %s'", cmd, cmd, cmd);

@@ -37,5 +37,6 @@ void cli_progress_end(cli_progress *p);
 int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ struct lt_tensor {
 	const void *raw;   /* stored bytes in dtype */
 	float *f32;        /* f32 view: == raw (aligned F32), or a conversion */
 	int f32_owned;     /* f32 was allocated by us */
+	lt_tensor *mask;   /* 0/1 values, same shape, or NULL */
 };
 
 static const struct {
@@ -190,6 +191,7 @@ void lt_tensor_unref(lt_tensor *t)
 		return;
 	if (t->f32_owned)
 		lt_free(t->f32);
+	lt_tensor_unref(t->mask);
 	lt_blob_unref(t->blob);
 	lt_free(t);
 }
@@ -355,4 +357,24 @@ lt_tensor *lt_tensor_cast(lt_tensor *t, lt_dtype dtype, lt_err *err)
 	lt_tensor *out = lt_tensor_from_bytes(dtype, t->ndim, t->shape, blob, buf, err);
 	lt_blob_unref(blob);
 	return out;
+}
+
+int lt_tensor_set_mask(lt_tensor *t, lt_tensor *mask, lt_err *err)
+{
+	if (mask) {
+		int same = mask->ndim == t->ndim && mask != t;
+		for (int i = 0; same && i < t->ndim; i++)
+			same = mask->shape[i] == t->shape[i];
+		if (!same)
+			return lt_err_set(err, LT_EINVAL, "a mask must have the tensor's shape");
+	}
+	lt_tensor_ref(mask);
+	lt_tensor_unref(t->mask);
+	t->mask = mask;
+	return 0;
+}
+
+lt_tensor *lt_tensor_mask(const lt_tensor *t)
+{
+	return t->mask;
 }

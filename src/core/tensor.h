@@ -79,6 +79,13 @@ char *lt_shape_format(int ndim, const int64_t *shape, char *buf, size_t size);
 
 
 
+/* Masks: a tensor may carry a 0/1 mask of the same shape (f32). Where the
+ * mask is 0 the value must stay exactly 0: training zeroes those gradients
+ * and weights after every step. set takes a reference (NULL removes);
+ * LT_EINVAL if shapes differ. get returns it borrowed, or NULL. */
+int lt_tensor_set_mask(lt_tensor *t, lt_tensor *mask, lt_err *err);
+lt_tensor *lt_tensor_mask(const lt_tensor *t);
+
 /* A new tensor holding t's values stored as dtype (F32, F16 or BF16; others
  * give LT_EINVAL). Rounds to nearest even. */
 lt_tensor *lt_tensor_cast(lt_tensor *t, lt_dtype dtype, lt_err *err);

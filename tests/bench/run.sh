@@ -4,16 +4,18 @@
 #
 #   run.sh BUILDDIR [SRCDIR]
 #
-# Needs BUILDDIR/tests/bench/bench_infer and bench_sgemm (the bench target
-# builds them); builds nothing itself.  SRCDIR (default: two levels above
-# this script) holds samples/ with the models.  The peer is
-# tests/bench/peer.py run with $LATHE_PEER_PYTHON (default /usr/bin/python3,
-# which has PyTorch); the data set is $LATHE_DATA (default
-# /usr/share/datasets/fashion-mnist).  LATHE_BENCH_QUICK=1 shrinks every
+# Needs BUILDDIR/tests/bench/bench_infer, bench_sgemm and bench_train (the
+# bench target builds them); builds nothing itself.  SRCDIR (default: two
+# levels above this script) holds samples/ with the models and their
+# architectures.  The peers are tests/bench/peer.py (inference, sgemm) and
+# peer_train.py (training) run with $LATHE_PEER_PYTHON (default
+# /usr/bin/python3, which has PyTorch); the data set is $LATHE_DATA (default
+# /usr/share/datasets/fashion-mnist; training needs its train-* files and is
+# skipped, with a note, without them).  LATHE_BENCH_QUICK=1 shrinks every
 # run, for checking the runner itself; LATHE_PEER_BUDGET_S (default 20) is
-# the time each PyTorch measurement may take (see peer.py).
+# the time each PyTorch measurement may take (see peer.py, peer_train.py).
 #
-# Prints a markdown table on stdout, progress on stderr, and keeps every raw
+# Prints markdown tables on stdout, progress on stderr, and keeps every raw
 # JSON line in BUILDDIR/tests/bench/bench.jsonl.  Exit status: 0 on success
 # (also when the peer is unavailable), 1 when something is missing or a
 # benchmark fails, 2 on a usage error.  See tests/bench/README.md.
@@ -30,7 +32,9 @@ SRCDIR=${2:-$HERE/../..}
 SRCDIR=$(cd "$SRCDIR" 2>/dev/null && pwd) || { echo "run.sh: no source directory '${2:-}'" >&2; exit 1; }
 INFER=$BUILDDIR/tests/bench/bench_infer
 SGEMM=$BUILDDIR/tests/bench/bench_sgemm
+TRAIN=$BUILDDIR/tests/bench/bench_train
 PEER=$HERE/peer.py
+PEER_TRAIN=$HERE/peer_train.py
 PY=${LATHE_PEER_PYTHON:-/usr/bin/python3}
 # The test split: $LATHE_DATA, Debian's package, or the slice bundled in samples/data.
 DATA=${LATHE_DATA:-/usr/share/datasets/fashion-mnist}
@@ -39,17 +43,19 @@ if [ -z "${LATHE_DATA:-}" ] && [ ! -d "$DATA" ]; then
 fi
 START=$(date +%s)
 
-for b in "$INFER" "$SGEMM"; do
+for b in "$INFER" "$SGEMM" "$TRAIN"; do
 	if [ ! -x "$b" ]; then
 		echo "run.sh: $b is missing (run 'make bench', which builds it)" >&2
 		exit 1
 	fi
 done
 for m in lenet300 lenet5; do
-	if [ ! -f "$SRCDIR/samples/$m.safetensors" ]; then
-		echo "run.sh: $SRCDIR/samples/$m.safetensors is missing" >&2
-		exit 1
-	fi
+	for f in "$SRCDIR/samples/$m.safetensors" "$SRCDIR/samples/$m.arch.json"; do
+		if [ ! -f "$f" ]; then
+			echo "run.sh: $f is missing" >&2
+			exit 1
+		fi
+	done
 done
 have_data=0
 for f in "$DATA"/t10k-images-idx3-ubyte "$DATA"/t10k-images-idx3-ubyte.gz; do
@@ -60,6 +66,14 @@ if [ ! -d "$DATA" ] || [ $have_data = 0 ]; then
 	echo "run.sh: (need t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz]; set LATHE_DATA)" >&2
 	exit 1
 fi
+# Training needs the training split; without it the training table is
+# skipped (the bundled samples/data has only the test and validation slices).
+have_train=0
+for f in "$DATA"/train-images-idx3-ubyte "$DATA"/train-images-idx3-ubyte.gz; do
+	for g in "$DATA"/train-labels-idx1-ubyte "$DATA"/train-labels-idx1-ubyte.gz; do
+		[ -f "$f" ] && [ -f "$g" ] && have_train=1
+	done
+done
 
 # Sizes: 10,000 test images at batch 1000 (7 repeats), 2,000 at batch 1
 # (5 repeats); the sgemm shape is lenet300's first layer at batch 1000.
@@ -68,6 +82,12 @@ if [ "${LATHE_BENCH_QUICK:-0}" = 1 ]; then
 	BIG_IMAGES=2000 BIG_REPS=3 ONE_IMAGES=200 ONE_REPS=3 GEMM_REPS=3
 fi
 GM=1000 GK=784 GN=300
+# Training: epochs over the 60,000 training images (a fraction: part of one
+# epoch, extrapolated), lathe and each PyTorch run.
+declare -A TRAIN_EPOCHS=([lenet300]=2 [lenet5]=1)
+if [ "${LATHE_BENCH_QUICK:-0}" = 1 ]; then
+	TRAIN_EPOCHS=([lenet300]=0.1 [lenet5]=0.05)
+fi
 NCPU=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo "?")
 
 OUT=$BUILDDIR/tests/bench/bench.jsonl
@@ -138,6 +158,23 @@ capped() {
 	fi
 }
 
+# timed JSON ASKED: " (P ep)" if the run timed only the fraction P of an
+# epoch, " (N of M ep)" if it timed fewer epochs than asked (noted in $CAPS
+# unless the fraction is what was asked, as with LATHE_BENCH_QUICK=1).
+timed() {
+	local part asked n
+	part=$(jget partial "$1")
+	asked=$(jget epochs_asked "$1")
+	if [ -n "$part" ]; then
+		LC_ALL=C awk -v p="$part" 'BEGIN { printf " (%.2f ep)", p }'
+		LC_ALL=C awk -v p="$part" -v a="$2" 'BEGIN { exit !(a >= 1 || p < 0.95 * a) }' && echo x >>"$CAPS"
+	elif [ -n "$asked" ]; then
+		n=$(printf '%s\n' "$1" | sed -n 's/.*"epoch_s": *\[\([^]]*\)\].*/\1/p' | awk -F, '{ print NF }')
+		printf ' (%s of %s ep)' "$n" "$asked"
+		echo x >>"$CAPS"
+	fi
+}
+
 echo "lathe benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $NCPU CPUs, data $DATA" >&2
 [ $peer_ok = 1 ] || echo "run.sh: $PY cannot import torch: peer unavailable" >&2
 
@@ -175,6 +212,26 @@ for model in lenet300 lenet5; do
 		done
 	done
 done
+
+# ---- training -----------------------------------------------------------
+declare -A T
+if [ $have_train = 1 ]; then
+	for model in lenet300 lenet5; do
+		ep=${TRAIN_EPOCHS[$model]}
+		a=$SRCDIR/samples/$model.arch.json
+		echo "$model, training, $ep epoch(s), batch 128, Adam:" >&2
+		T[$model/lathe]=$(run "lathe train $model" "$TRAIN" "$a" "$DATA" "$ep")
+		for t in 1 2; do
+			if [ $peer_ok = 1 ]; then
+				T[$model/torch$t]=$(run "pytorch train $model, $t thread(s)" "$PY" "$PEER_TRAIN" "$a" "$DATA" "$ep" $t)
+			else
+				T[$model/torch$t]=
+			fi
+		done
+	done
+else
+	echo "run.sh: no training split (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) in $DATA: training skipped" >&2
+fi
 
 # ---- report -------------------------------------------------------------
 echo
@@ -257,6 +314,51 @@ if [ $peer_ok = 1 ]; then
 	echo "- lathe best / torch.mm best = $(ratio "$lb" "$tb") (same OpenBLAS library underneath, if the two cores match)"
 else
 	echo "- PyTorch: peer unavailable ($PY cannot import torch)"
+fi
+
+echo
+echo "### Training (seconds per epoch, batch 128, Adam, 60,000 images)"
+echo
+if [ $have_train = 0 ]; then
+	echo "Skipped: no training split in $DATA (needs train-images-idx3-ubyte[.gz] and"
+	echo "train-labels-idx1-ubyte[.gz]; set LATHE_DATA or install dataset-fashion-mnist)."
+else
+	echo "Median seconds per epoch over the 60,000 training images (shuffle, minibatches, steps;"
+	echo "loading the data is not timed). lathe runs with its default threads (all $NCPU CPUs);"
+	echo "PyTorch at 1 and 2 threads. ratio = PyTorch best / lathe (>1: lathe faster)."
+	echo
+	echo "| model | epochs | lathe | PyTorch 1 thread | PyTorch 2 threads | PyTorch best | ratio |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+	: >"$CAPS"
+	for model in lenet300 lenet5; do
+		L=${T[$model/lathe]} T1=${T[$model/torch1]} T2=${T[$model/torch2]}
+		l=$(jget median_epoch_s "$L") t1=$(jget median_epoch_s "$T1") t2=$(jget median_epoch_s "$T2")
+		best='' bt=''
+		for t in 1 2; do
+			v=$([ $t = 1 ] && echo "$t1" || echo "$t2")
+			[ -n "$v" ] || continue
+			if [ -z "$best" ] || LC_ALL=C awk -v v="$v" -v b="$best" 'BEGIN { exit !(v < b) }'; then
+				best=$v bt=$t
+			fi
+		done
+		if [ $peer_ok = 0 ]; then
+			p1="peer unavailable" p2="peer unavailable" pb="peer unavailable" r="-"
+		else
+			p1=$(fmt '%.2f s' "$t1")$(timed "$T1" "${TRAIN_EPOCHS[$model]}")
+			p2=$(fmt '%.2f s' "$t2")$(timed "$T2" "${TRAIN_EPOCHS[$model]}")
+			if [ -n "$best" ]; then pb="$(fmt '%.2f s' "$best") ($bt thr)"; else pb="-"; fi
+			r=$(ratio "$best" "$l")
+		fi
+		echo "| $model | ${TRAIN_EPOCHS[$model]} | $(fmt '%.2f s' "$l")$(timed "$L" "${TRAIN_EPOCHS[$model]}") | $p1 | $p2 | $pb | $r |"
+	done
+	if [ -s "$CAPS" ]; then
+		echo
+		echo "(P ep): that run timed only the fraction P of an epoch and extrapolated it;"
+		echo "(N of M ep): it timed N of the M epochs asked. PyTorch does so to keep within its"
+		echo "time budget (\$LATHE_PEER_BUDGET_S, default 20 s) on a slow configuration or busy"
+		echo "machine. Minibatches cost the same all through an epoch, so the figures stay"
+		echo "comparable, just noisier."
+	fi
 fi
 
 END=$(date +%s)

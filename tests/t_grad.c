@@ -1,0 +1,178 @@
+/* Backprop against PyTorch (tests/fixtures/grad_*.safetensors, made by
+ * gen_grad_fixtures.py) and against finite differences. */
+#include <string.h>
+
+#include "core/mem.h"
+#include "io/open.h"
+#include "nn/grad.h"
+#include "tap.h"
+#include "testutil.h"
+
+/* max |a - b| relative to max |b| (absolute below `floor`). */
+static double rel_err(const float *a, const float *b, int64_t n, double floor)
+{
+	double worst = 0, scale = floor;
+	for (int64_t i = 0; i < n; i++)
+		scale = fmax(scale, fabs(b[i]));
+	for (int64_t i = 0; i < n; i++)
+		worst = fmax(worst, fabs(a[i] - b[i]));
+	return worst / scale;
+}
+
+static const float *ref(lt_model *m, const char *name)
+{
+	lt_tensor *t = lt_model_tensor(m, name);
+	return t ? lt_tensor_data(t, NULL) : NULL;
+}
+
+static void check_case(const char *name, int threads)
+{
+	char file[128];
+	snprintf(file, sizeof file, "grad_%s.safetensors", name);
+	lt_err err = {0};
+	lt_model *m = lt_model_open(fixture(file), &err);
+	if (!m) {
+		tap_ok(0, "%s: open: %s", name, err.msg);
+		return;
+	}
+	lt_tensor *in = lt_model_tensor(m, "input"), *lab = lt_model_tensor(m, "labels");
+	int64_t n = lt_tensor_shape(in)[0];
+	const float *x = lt_tensor_data(in, &err), *lf = lt_tensor_data(lab, &err);
+	uint8_t labels[64];
+	for (int64_t i = 0; i < n; i++)
+		labels[i] = (uint8_t)lf[i];
+	/* Reference values are read before the step changes running stats. */
+	lt_model *refs = lt_model_open(fixture(file), &err);
+	lt_grad *g = lt_grad_new(m, threads, (int)n, &err);
+	if (!g) {
+		tap_ok(0, "%s: engine: %s", name, err.msg);
+		lt_model_unref(m);
+		lt_model_unref(refs);
+		return;
+	}
+	lt_grad_want_input_grad(g, 1);
+	double loss;
+	int64_t correct;
+	int rc = lt_grad_step(g, x, labels, n, 1, &loss, &correct, &err);
+	double want = ref(refs, "loss")[0];
+	tap_ok(rc == 0 && tap_close(loss, want, 1e-5, 1e-6), "%s (%d threads): loss %.7f vs PyTorch %.7f",
+	       name, threads, loss, want);
+	double worst = 0;
+	const char *worst_name = "";
+	for (int p = 0; p < lt_grad_nparams(g); p++) {
+		char gname[256];
+		snprintf(gname, sizeof gname, "grad.%s", lt_grad_param_name(g, p));
+		const float *r = ref(refs, gname);
+		/* biases right before a batch norm have zero gradient: compare
+		 * those against an absolute floor */
+		double e = r ? rel_err(lt_grad_param_grad(g, p), r, lt_grad_param_size(g, p), 1e-3) : 1;
+		if (e > worst) {
+			worst = e;
+			worst_name = lt_grad_param_name(g, p);
+		}
+	}
+	tap_ok(worst < 1e-4, "%s (%d threads): parameter gradients, worst %.2g (%s)", name, threads, worst,
+	       worst_name);
+	const float *dx = lt_grad_input_grad(g), *rdx = ref(refs, "grad.input");
+	lt_tensor *tie = lt_model_tensor(refs, "tie_free");
+	int64_t nin = lt_tensor_numel(in);
+	double e = 0, scale = 1e-6;
+	const float *tf = tie ? lt_tensor_data(tie, NULL) : NULL;
+	for (int64_t i = 0; i < nin; i++)
+		scale = fmax(scale, fabs(rdx[i]));
+	for (int64_t i = 0; i < nin; i++)
+		if (!tf || tf[i] != 0)
+			e = fmax(e, fabs(dx[i] - rdx[i]));
+	tap_ok(e / scale < 1e-4, "%s (%d threads): input gradient, worst %.2g", name, threads, e / scale);
+	/* batch-norm running statistics after the training step */
+	for (size_t i = 0; i < lt_model_tensor_count(refs); i++) {
+		const char *tn = lt_model_tensor_name(refs, i);
+		if (strncmp(tn, "after.", 6))
+			continue;
+		lt_tensor *mine = lt_model_tensor(m, tn + 6);
+		double re = mine ? rel_err(lt_tensor_data(mine, NULL), ref(refs, tn),
+					   lt_tensor_numel(mine), 1e-6) : 1;
+		tap_ok(re < 1e-5, "%s: %s matches (%.2g)", name, tn + 6, re);
+	}
+	lt_grad_free(g);
+	lt_model_unref(m);
+	lt_model_unref(refs);
+}
+
+/* Central differences of the loss against backprop, on a few weights. */
+static void finite_differences(const char *name)
+{
+	char file[128];
+	snprintf(file, sizeof file, "grad_%s.safetensors", name);
+	lt_err err = {0};
+	lt_model *m = lt_model_open(fixture(file), &err);
+	lt_tensor *in = lt_model_tensor(m, "input"), *lab = lt_model_tensor(m, "labels");
+	int64_t n = lt_tensor_shape(in)[0];
+	const float *x = lt_tensor_data(in, &err), *lf = lt_tensor_data(lab, &err);
+	uint8_t labels[64];
+	for (int64_t i = 0; i < n; i++)
+		labels[i] = (uint8_t)lf[i];
+	lt_grad *g = lt_grad_new(m, 1, (int)n, &err);
+	double loss;
+	lt_grad_step(g, x, labels, n, 1, &loss, NULL, &err);
+	int bad = 0, checked = 0;
+	for (int p = 0; p < lt_grad_nparams(g); p++) {
+		int64_t size = lt_grad_param_size(g, p);
+		float *w = lt_grad_param_value(g, p);
+		float *analytic = lt_malloc_array((size_t)size, sizeof(float));
+		memcpy(analytic, lt_grad_param_grad(g, p), (size_t)size * sizeof(float));
+		for (int64_t k = 0; k < size; k += size / 5 + 1) {
+			float keep = w[k], h = 2e-3f;
+			double lp, lm;
+			w[k] = keep + h;
+			lt_grad_step(g, x, labels, n, 1, &lp, NULL, &err);
+			w[k] = keep - h;
+			lt_grad_step(g, x, labels, n, 1, &lm, NULL, &err);
+			w[k] = keep;
+			double fd = (lp - lm) / (2 * h);
+			checked++;
+			if (!tap_close(analytic[k], fd, 2e-2, 5e-4)) {
+				bad++;
+				tap_diag("%s %s[%lld]: backprop %.6g, finite difference %.6g", name,
+					 lt_grad_param_name(g, p), (long long)k, analytic[k], fd);
+			}
+		}
+		lt_free(analytic);
+	}
+	tap_ok(bad == 0 && checked > 0, "%s: %d gradients agree with finite differences", name, checked);
+	lt_grad_free(g);
+	lt_model_unref(m);
+}
+
+static void test_distill(void)
+{
+	lt_err err = {0};
+	lt_model *m = lt_model_open(fixture("kd.safetensors"), &err);
+	const float *s = ref(m, "student"), *t = ref(m, "teacher");
+	float grad[30];
+	const char *names[2][2] = {{"loss.T1", "grad.T1"}, {"loss.T4", "grad.T4"}};
+	float temps[2] = {1, 4};
+	for (int i = 0; i < 2; i++) {
+		double l = lt_loss_distill(s, t, 6, 5, temps[i], grad);
+		tap_ok(tap_close(l, ref(m, names[i][0])[0], 1e-5, 1e-7) &&
+		       rel_err(grad, ref(m, names[i][1]), 30, 1e-7) < 1e-5,
+		       "distillation loss and gradient at T=%g match PyTorch", temps[i]);
+	}
+	lt_model_unref(m);
+}
+
+int main(void)
+{
+	const char *cases[] = {"linear", "conv", "pool", "bn", "softmax", "lenet5"};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		check_case(cases[i], 1);
+		check_case(cases[i], 2);
+	}
+	finite_differences("linear");
+	finite_differences("conv");
+	finite_differences("pool");
+	finite_differences("bn");
+	finite_differences("softmax");
+	test_distill();
+	return tap_done();
+}
