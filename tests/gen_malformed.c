@@ -400,7 +400,7 @@ static void gen_safetensors(void)
 	st("entry-missing-offsets", "entry without \"data_offsets\"", "{\"t\":{\"dtype\":\"U8\",\"shape\":[2]}}", 2);
 	st("entry-unknown-key", "entry with an extra key \"offset\"",
 	   "{\"t\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2],\"offset\":0}}", 2);
-	st("dtype-unknown", "unknown dtype \"F8_E4M3\"", T1("\"F8_E4M3\"", "[2]", "[0,2]"), 2);
+	st("dtype-unknown", "unknown dtype \"Q4_K\"", T1("\"Q4_K\"", "[2]", "[0,2]"), 2);
 	st("dtype-lowercase", "dtype spelled \"f32\" (names are upper case)", T1("\"f32\"", "[1]", "[0,4]"), 4);
 	st("dtype-not-string", "dtype is a number", T1("4", "[1]", "[0,4]"), 4);
 	st("shape-negative", "negative dimension in shape", T1("\"U8\"", "[-2]", "[0,0]"), 0);

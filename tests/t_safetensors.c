@@ -483,8 +483,8 @@ static void test_reject(void)
 		      "missing \"shape\"");
 	expect_reject("missing data_offsets", st_blob("{\"t\":{\"dtype\":\"U8\",\"shape\":[1]}}", NULL, 1),
 		      "missing \"data_offsets\"");
-	expect_reject("unknown dtype", st_blob(T1("\"F8_E4M3\"", "[1]", "[0,1]"), NULL, 1),
-		      "unknown dtype 'F8_E4M3'");
+	expect_reject("unknown dtype", st_blob(T1("\"Q4_K\"", "[1]", "[0,1]"), NULL, 1),
+		      "unknown dtype 'Q4_K'");
 	expect_reject("lowercase dtype", st_blob(T1("\"f32\"", "[1]", "[0,4]"), NULL, 4), "unknown dtype 'f32'");
 	expect_reject("dtype not a string", st_blob(T1("4", "[1]", "[0,4]"), NULL, 4), "dtype is not a string");
 	expect_reject("shape not an array", st_blob(T1("\"U8\"", "4", "[0,4]"), NULL, 4), "shape is not an array");

@@ -38,6 +38,16 @@ static void test_bf16(void)
 	tap_ok(isnan(lt_bf16_to_f32(lt_f32_to_bf16(NAN))), "bf16 keeps nan");
 }
 
+static void test_f8(void)
+{
+	tap_ok(lt_f8e4m3_to_f32(0x38) == 1.0f && lt_f8e4m3_to_f32(0xb8) == -1.0f, "f8 e4m3 1.0 and -1.0");
+	tap_ok(lt_f8e4m3_to_f32(0x7e) == 448.0f, "f8 e4m3 max 448");
+	tap_ok(lt_f8e4m3_to_f32(0x01) == ldexpf(1, -9), "f8 e4m3 smallest subnormal");
+	tap_ok(isnan(lt_f8e4m3_to_f32(0x7f)) && lt_f8e4m3_to_f32(0x78) == 256.0f, "f8 e4m3 nan, no infinity");
+	tap_ok(lt_f8e5m2_to_f32(0x3c) == 1.0f && lt_f8e5m2_to_f32(0x7b) == 57344.0f, "f8 e5m2 1.0 and max");
+	tap_ok(isinf(lt_f8e5m2_to_f32(0x7c)) && lt_f8e5m2_to_f32(0x01) == ldexpf(1, -16), "f8 e5m2 inf, subnormal");
+}
+
 static void test_shapes(void)
 {
 	lt_err err = {0};
@@ -102,7 +112,7 @@ static void test_dtypes(void)
 {
 	lt_dtype d;
 	tap_ok(lt_dtype_parse("BF16", &d) == 0 && d == LT_BF16 && lt_dtype_size(d) == 2, "parse BF16");
-	tap_ok(lt_dtype_parse("F8_E4M3", &d) == LT_EINVAL, "unknown dtype refused");
+	tap_ok(lt_dtype_parse("Q4_K", &d) == LT_EINVAL && lt_dtype_parse("F8_E4M3", &d) == 0 && d == LT_F8_E4M3, "unknown dtype refused, FP8 known");
 	int all = 1;
 	for (int i = 0; i < LT_DTYPE_COUNT; i++)
 		all &= lt_dtype_parse(lt_dtype_name((lt_dtype)i), &d) == 0 && d == (lt_dtype)i;
@@ -129,6 +139,7 @@ int main(void)
 {
 	test_f16();
 	test_bf16();
+	test_f8();
 	test_shapes();
 	test_lazy_and_cow();
 	test_dtypes();

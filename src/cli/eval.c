@@ -232,7 +232,8 @@ int cmd_convert(int argc, char **argv)
 	for (size_t i = 0; cast && i < lt_model_tensor_count(m); i++) {
 		lt_tensor *t = lt_model_tensor_at(m, i);
 		lt_dtype d = lt_tensor_dtype(t);
-		if (d != LT_F64 && d != LT_F32 && d != LT_F16 && d != LT_BF16)
+		if (d != LT_F64 && d != LT_F32 && d != LT_F16 && d != LT_BF16 &&
+		    d != LT_F8_E4M3 && d != LT_F8_E5M2)
 			continue;
 		lt_tensor *c = lt_tensor_cast(t, target, &err);
 		if (!c || lt_model_set_tensor(m, lt_model_tensor_name(m, i), c, &err)) {

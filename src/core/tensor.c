@@ -27,7 +27,8 @@ static const struct {
 	[LT_F64] = {"F64", 8},  [LT_F32] = {"F32", 4}, [LT_F16] = {"F16", 2},
 	[LT_BF16] = {"BF16", 2}, [LT_I64] = {"I64", 8}, [LT_I32] = {"I32", 4},
 	[LT_I16] = {"I16", 2},  [LT_I8] = {"I8", 1},   [LT_U8] = {"U8", 1},
-	[LT_BOOL] = {"BOOL", 1},
+	[LT_BOOL] = {"BOOL", 1}, [LT_U64] = {"U64", 8}, [LT_U32] = {"U32", 4},
+	[LT_U16] = {"U16", 2},  [LT_F8_E4M3] = {"F8_E4M3", 1}, [LT_F8_E5M2] = {"F8_E5M2", 1},
 };
 
 const char *lt_dtype_name(lt_dtype d)
@@ -87,6 +88,25 @@ uint16_t lt_f32_to_f16(float f)
 	}
 	uint32_t r = absx + 0xfffu + ((absx >> 13) & 1); /* ties to even */
 	return sign | (uint16_t)((r - 0x38000000u) >> 13);
+}
+
+float lt_f8e4m3_to_f32(uint8_t b)
+{
+	int sign = b & 0x80, exp = (b >> 3) & 0xf, man = b & 7;
+	float v;
+	if (exp == 0xf && man == 7)
+		v = NAN; /* the only special value of the "fn" variant */
+	else if (exp == 0)
+		v = ldexpf((float)man, -9); /* subnormal: man/8 * 2^-6 */
+	else
+		v = ldexpf((float)(8 + man), exp - 10); /* (1 + man/8) * 2^(exp-7) */
+	return sign ? -v : v;
+}
+
+float lt_f8e5m2_to_f32(uint8_t b)
+{
+	/* E5M2 is the top byte of an IEEE half. */
+	return lt_f16_to_f32((uint16_t)(b << 8));
 }
 
 float lt_bf16_to_f32(uint16_t h)
@@ -240,6 +260,21 @@ static void convert_to_f32(lt_dtype dtype, const uint8_t *src, float *dst, int64
 	case LT_BOOL:
 		for (int64_t i = 0; i < n; i++) dst[i] = src[i] ? 1.0f : 0.0f;
 		break;
+	case LT_U64:
+		for (int64_t i = 0; i < n; i++) { uint64_t v; memcpy(&v, src + 8 * i, 8); dst[i] = (float)v; }
+		break;
+	case LT_U32:
+		for (int64_t i = 0; i < n; i++) { uint32_t v; memcpy(&v, src + 4 * i, 4); dst[i] = (float)v; }
+		break;
+	case LT_U16:
+		for (int64_t i = 0; i < n; i++) { uint16_t v; memcpy(&v, src + 2 * i, 2); dst[i] = (float)v; }
+		break;
+	case LT_F8_E4M3:
+		for (int64_t i = 0; i < n; i++) dst[i] = lt_f8e4m3_to_f32(src[i]);
+		break;
+	case LT_F8_E5M2:
+		for (int64_t i = 0; i < n; i++) dst[i] = lt_f8e5m2_to_f32(src[i]);
+		break;
 	default: break;
 	}
 }
@@ -309,9 +344,14 @@ int64_t lt_tensor_count_zeros(const lt_tensor *t)
 	case LT_F32: COUNT_ZEROS(uint32_t, 0x7fffffffu); break;
 	case LT_F16:
 	case LT_BF16: COUNT_ZEROS(uint16_t, 0x7fffu); break;
-	case LT_I64: COUNT_ZEROS(uint64_t, ~(uint64_t)0); break;
-	case LT_I32: COUNT_ZEROS(uint32_t, ~(uint32_t)0); break;
-	case LT_I16: COUNT_ZEROS(uint16_t, 0xffffu); break;
+	case LT_I64:
+	case LT_U64: COUNT_ZEROS(uint64_t, ~(uint64_t)0); break;
+	case LT_I32:
+	case LT_U32: COUNT_ZEROS(uint32_t, ~(uint32_t)0); break;
+	case LT_I16:
+	case LT_U16: COUNT_ZEROS(uint16_t, 0xffffu); break;
+	case LT_F8_E4M3:
+	case LT_F8_E5M2: COUNT_ZEROS(uint8_t, 0x7fu); break;
 	default: COUNT_ZEROS(uint8_t, 0xffu); break; /* I8, U8, BOOL */
 	}
 	return z;

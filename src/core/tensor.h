@@ -16,6 +16,8 @@
 typedef enum {
 	LT_F64, LT_F32, LT_F16, LT_BF16,
 	LT_I64, LT_I32, LT_I16, LT_I8, LT_U8, LT_BOOL,
+	LT_U64, LT_U32, LT_U16,
+	LT_F8_E4M3, LT_F8_E5M2, /* OCP 8-bit floats ("fn" E4M3: no infinities) */
 	LT_DTYPE_COUNT
 } lt_dtype;
 
@@ -31,6 +33,8 @@ size_t lt_dtype_size(lt_dtype d);
 float lt_f16_to_f32(uint16_t h);
 uint16_t lt_f32_to_f16(float f);      /* round to nearest even */
 float lt_bf16_to_f32(uint16_t h);
+float lt_f8e4m3_to_f32(uint8_t b);
+float lt_f8e5m2_to_f32(uint8_t b);
 uint16_t lt_f32_to_bf16(float f);     /* round to nearest even */
 
 typedef struct lt_tensor lt_tensor;

@@ -101,7 +101,7 @@ static void put_le64(uint8_t *p, uint64_t v)
 
 static const char *supported_dtypes(void)
 {
-	return "F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL";
+	return "F64 F32 F16 BF16 F8_E4M3 F8_E5M2 I64 I32 I16 I8 U64 U32 U16 U8 BOOL";
 }
 
 /* Validate one tensor entry against a data buffer of bufsize bytes. */
