@@ -489,13 +489,26 @@ static int64_t window_out(int64_t in, int k, int s, int p)
 	return span < 0 ? 0 : span / s + 1;
 }
 
+/* *out = product of f[0..n), or 1 if it would overflow int64. */
+static int mul_overflows(int64_t *out, int n, const int64_t *f)
+{
+	int64_t p = 1;
+	for (int i = 0; i < n; i++)
+		if (__builtin_mul_overflow(p, f[i], &p))
+			return 1;
+	*out = p;
+	return 0;
+}
+
 static int infer(lt_graph *g, lt_err *err)
 {
-	g->in_numel = 1;
-	for (int d = 0; d < g->in_ndim; d++)
-		g->in_numel *= g->in_shape[d];
 	/* Per-sample activations are capped so batch buffers stay addressable. */
 	const int64_t limit = (int64_t)1 << 31;
+	if (lt_shape_numel(g->in_ndim, g->in_shape, limit, &g->in_numel, err)) {
+		if (err)
+			err->code = LT_EFORMAT;
+		return lt_err_prefix(err, "input");
+	}
 	for (int i = 0; i < g->n_nodes; i++) {
 		lt_node *n = &g->nodes[i];
 		int v = n->inputs[0];
@@ -512,7 +525,8 @@ static int infer(lt_graph *g, lt_err *err)
 				return lt_err_set(err, LT_EFORMAT, "layer %d (%s): linear expects [%" PRId64 "] but receives %s%s",
 						  i + 1, n->name, n->in_features, shp, nd > 1 ? " (add a flatten layer)" : "");
 			n->out_shape[0] = n->out_features;
-			n->macs = n->in_features * n->out_features;
+			if (mul_overflows(&n->macs, 2, (int64_t[]){n->in_features, n->out_features}))
+				return lt_err_set(err, LT_EFORMAT, "layer %d (%s): too large", i + 1, n->name);
 			break;
 		case LT_OP_CONV2D:
 		case LT_OP_MAXPOOL2D:
@@ -530,7 +544,9 @@ static int infer(lt_graph *g, lt_err *err)
 						  i + 1, n->name, n->kernel[0], n->kernel[1], shp);
 			if (n->op == LT_OP_CONV2D) {
 				n->out_shape[0] = n->out_features;
-				n->macs = n->out_features * oh * ow * n->in_features * n->kernel[0] * n->kernel[1];
+				int64_t f[6] = {n->out_features, oh, ow, n->in_features, n->kernel[0], n->kernel[1]};
+				if (mul_overflows(&n->macs, 6, f))
+					return lt_err_set(err, LT_EFORMAT, "layer %d (%s): too large", i + 1, n->name);
 			}
 			n->out_shape[1] = oh;
 			n->out_shape[2] = ow;

@@ -73,6 +73,8 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 					  d->labels[i], (long long)i, (long long)k);
 	int batch = opts && opts->batch > 0 ? opts->batch : 1000;
 	int64_t total = opts && opts->limit > 0 && opts->limit < d->n ? opts->limit : d->n;
+	if (batch > total)
+		batch = total > 0 ? (int)total : 1; /* no buffer larger than the work */
 	float *x = NULL, *out = NULL;
 	int rc = 0;
 	lt_forward *f = lt_forward_new(m, opts ? opts->threads : 0, err);
