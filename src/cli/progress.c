@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "core/clock.h"
 
 int cli_fail(const char *what, const lt_err *err)
 {
@@ -68,24 +68,17 @@ const char *cli_bundled(const char *name)
 	return NULL;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 void cli_progress_start(cli_progress *p, const char *label)
 {
 	p->label = label;
-	p->start = now();
+	p->start = lt_seconds();
 	p->shown = 0;
 }
 
 int cli_progress_update(void *ud, int64_t done, int64_t total)
 {
 	cli_progress *p = ud;
-	double t = now() - p->start;
+	double t = lt_seconds() - p->start;
 	if (t < 1.0 || !isatty(STDERR_FILENO))
 		return 0;
 	double eta = done > 0 ? t * (double)(total - done) / (double)done : 0;

@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "core/mem.h"
 #include "data/dataset.h"
 #include "io/open.h"
@@ -60,18 +60,11 @@ struct prog {
 	double last;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int on_progress(void *ud, const lt_train_status *st)
 {
 	struct prog *p = ud;
 	if (st->batch >= 0) {
-		double t = now();
+		double t = lt_seconds();
 		if (p->tty && t - p->last > 0.1) {
 			double eta = st->seconds / st->batch * (st->batches - st->batch);
 			fprintf(stderr, "\repoch %d/%d  batch %lld/%lld  loss %.4f  acc %.2f%%  %.0f img/s  eta %.0fs \033[K",
@@ -274,9 +267,9 @@ int cmd_train(int argc, char **argv)
 	       (long long)train.n, lt_opt_name(cfg.opt.kind), cfg.opt.lr, cfg.batch, cfg.epochs,
 	       (long long)seed);
 	fflush(stdout);
-	double t0 = now();
+	double t0 = lt_seconds();
 	rc = lt_train_run(m, &train, use_val ? &val : NULL, &cfg, on_progress, &p, &err);
-	double took = now() - t0;
+	double took = lt_seconds() - t0;
 	sigaction(SIGINT, &old, NULL);
 	lt_eval_result r = {0};
 	if (!rc) {

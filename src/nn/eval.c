@@ -3,17 +3,10 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/mem.h"
 #include "nn/forward.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void lt_eval_score(lt_eval_result *r, const float *out, const uint8_t *labels,
 		   int64_t n, int probs)
@@ -94,10 +87,10 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 		rc = lt_dataset_get_batch(d, first, n, g->scale, g->mean, g->std, g->n_norm, x, err);
 		if (rc)
 			goto fail;
-		double t0 = now();
+		double t0 = lt_seconds();
 		if ((rc = lt_forward_run(f, x, n, out, err)))
 			goto fail;
-		r->forward_seconds += now() - t0;
+		r->forward_seconds += lt_seconds() - t0;
 		lt_eval_score(r, out, d->labels + first, n, lt_forward_outputs_probs(f));
 		if (opts && opts->progress && opts->progress(opts->progress_ud, first + n, total)) {
 			rc = lt_err_set(err, LT_ECANCEL, "cancelled");

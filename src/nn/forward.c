@@ -204,17 +204,8 @@ static void run_chunk(lt_forward *f, struct worker *w, const float *x, float *ou
 		case LT_OP_MAXPOOL2D:
 		case LT_OP_AVGPOOL2D: lt_layers_pool(n, shape, in, y, b); break;
 		case LT_OP_RELU:
-			for (int64_t k = 0; k < numel; k++)
-				y[k] = in[k] > 0.0f ? in[k] : 0.0f;
-			break;
 		case LT_OP_TANH:
-			for (int64_t k = 0; k < numel; k++)
-				y[k] = tanhf(in[k]);
-			break;
-		case LT_OP_SIGMOID:
-			for (int64_t k = 0; k < numel; k++)
-				y[k] = 1.0f / (1.0f + expf(-in[k]));
-			break;
+		case LT_OP_SIGMOID: lt_layers_activation(n->op, in, y, numel); break;
 		case LT_OP_SOFTMAX: lt_layers_softmax(in, y, n->out_numel, b); break;
 		case LT_OP_BATCHNORM1D:
 		case LT_OP_BATCHNORM2D:

@@ -324,17 +324,8 @@ static void forward_train(struct worker *w)
 		case LT_OP_MAXPOOL2D:
 		case LT_OP_AVGPOOL2D: lt_layers_pool(n, shape, x, y, b); break;
 		case LT_OP_RELU:
-			for (int64_t k = 0; k < numel; k++)
-				y[k] = x[k] > 0.0f ? x[k] : 0.0f;
-			break;
 		case LT_OP_TANH:
-			for (int64_t k = 0; k < numel; k++)
-				y[k] = tanhf(x[k]);
-			break;
-		case LT_OP_SIGMOID:
-			for (int64_t k = 0; k < numel; k++)
-				y[k] = 1.0f / (1.0f + expf(-x[k]));
-			break;
+		case LT_OP_SIGMOID: lt_layers_activation(n->op, x, y, numel); break;
 		case LT_OP_SOFTMAX: lt_layers_softmax(x, y, n->out_numel, b); break;
 		case LT_OP_FLATTEN: memcpy(y, x, (size_t)numel * sizeof(float)); break;
 		case LT_OP_DROPOUT: {

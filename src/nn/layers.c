@@ -161,3 +161,23 @@ void lt_layers_softmax(const float *x, float *y, int64_t width, int b)
 	}
 }
 
+
+void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n)
+{
+	switch (op) {
+	case LT_OP_RELU:
+		for (int64_t k = 0; k < n; k++)
+			y[k] = x[k] > 0.0f ? x[k] : 0.0f;
+		break;
+	case LT_OP_TANH:
+		for (int64_t k = 0; k < n; k++)
+			y[k] = tanhf(x[k]);
+		break;
+	case LT_OP_SIGMOID:
+		for (int64_t k = 0; k < n; k++)
+			y[k] = 1.0f / (1.0f + expf(-x[k]));
+		break;
+	default:
+		break;
+	}
+}

@@ -29,6 +29,9 @@ void lt_layers_pool(const lt_node *n, const int64_t *in_shape, const float *x, f
 void lt_layers_affine(const float *scale, const float *shift, const int64_t *in_shape,
 		      int in_ndim, const float *x, float *y, int b);
 
+/* Elementwise ReLU, tanh or sigmoid over n values. */
+void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n);
+
 /* Softmax over each sample's width values. */
 void lt_layers_softmax(const float *x, float *y, int64_t width, int b);
 

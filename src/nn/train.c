@@ -2,19 +2,12 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/mem.h"
 #include "core/rng.h"
 #include "nn/eval.h"
 #include "nn/grad.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int add_filled(lt_model *m, const char *name, int ndim, const int64_t *shape,
 		      float value, float bound, lt_rng *rng, lt_err *err)
@@ -140,7 +133,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 			order[j] = t;
 		}
 		float lr = lt_sched_lr(cfg.sched, cfg.opt.lr, e, cfg.epochs, cfg.step_size, cfg.gamma);
-		double t0 = now(), loss_sum = 0;
+		double t0 = lt_seconds(), loss_sum = 0;
 		int64_t hits = 0, seen = 0;
 		for (int64_t bi = 0; bi < batches; bi++) {
 			int64_t first = bi * batch, n = train->n - first < batch ? train->n - first : batch;
@@ -172,7 +165,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 			loss_sum += loss * n;
 			hits += correct;
 			seen += n;
-			double dt = now() - t0;
+			double dt = lt_seconds() - t0;
 			lt_train_status st = {e + 1, cfg.epochs, bi + 1, batches, loss_sum / seen,
 					      (double)hits / seen, lr, dt, dt > 0 ? seen / dt : 0, -1, -1};
 			if (progress && progress(ud, &st)) {
@@ -180,7 +173,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 				goto done;
 			}
 		}
-		double dt = now() - t0;
+		double dt = lt_seconds() - t0;
 		lt_train_status st = {e + 1, cfg.epochs, -1, batches, loss_sum / seen, (double)hits / seen,
 				      lr, dt, dt > 0 ? seen / dt : 0, -1, -1};
 		if (val) {

@@ -355,9 +355,9 @@ else
 		echo
 		echo "(P ep): that run timed only the fraction P of an epoch and extrapolated it;"
 		echo "(N of M ep): it timed N of the M epochs asked. PyTorch does so to keep within its"
-		echo "time budget (\$LATHE_PEER_BUDGET_S, default 20 s) on a slow configuration or busy"
-		echo "machine. Minibatches cost the same all through an epoch, so the figures stay"
-		echo "comparable, just noisier."
+		echo "time budget (\$LATHE_PEER_BUDGET_S, default 20 s) when its epochs take longer than"
+		echo "that (lenet5 always does). Minibatches cost the same all through an epoch, so the"
+		echo "figures stay comparable, just noisier."
 	fi
 fi
 
