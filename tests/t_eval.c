@@ -36,6 +36,12 @@ static void test_scoring(void)
 	y = 0;
 	lt_eval_score(&big, huge, &y, 1, 0);
 	tap_ok(isfinite(big.loss) && big.loss == 0, "stable for huge logits");
+	/* NaN outputs (a diverged model) are never counted as hits. */
+	int64_t conf4[4] = {0}, tot4[2] = {0};
+	lt_eval_result bad = {.n_classes = 2, .confusion = conf4, .class_total = tot4};
+	float nans[2] = {NAN, NAN};
+	lt_eval_score(&bad, nans, &y, 1, 0);
+	tap_ok(bad.correct1 == 0 && bad.correct5 == 0, "NaN outputs score no hit");
 }
 
 static double meta_num(lt_model *m, const char *key)

@@ -5,6 +5,7 @@
 #include "core/mem.h"
 #include "io/open.h"
 #include "nn/grad.h"
+#include "nn/train.h"
 #include "tap.h"
 #include "testutil.h"
 
@@ -161,6 +162,50 @@ static void test_distill(void)
 	lt_model_unref(m);
 }
 
+/* A layer read by two later layers (one of them unused) must get the sum of
+ * their gradients: here the unused branch contributes zero, so fc1's
+ * gradient equals that of the same network without the branch. */
+static void test_dag_and_limits(void)
+{
+	const char *base = "{\"input\":[6],\"layers\":[{\"op\":\"linear\",\"name\":\"fc1\",\"in_features\":6,"
+			   "\"out_features\":5},%s{\"op\":\"linear\",\"name\":\"fc2\",\"in_features\":5,"
+			   "\"out_features\":3%s}]}";
+	char plain[512], branch[512];
+	snprintf(plain, sizeof plain, base, "", "");
+	snprintf(branch, sizeof branch, base, "{\"op\":\"relu\",\"name\":\"unused\"},", ",\"inputs\":[\"fc1\"]");
+	lt_err err = {0};
+	lt_model *a = lt_model_from_graph(lt_graph_from_json(plain, &err), 5, &err);
+	lt_model *b = lt_model_from_graph(lt_graph_from_json(branch, &err), 5, &err);
+	float x[12] = {1, -2, 3, 0.5f, -1, 2, 0, 1, -1, 2, 3, -4};
+	uint8_t y[2] = {1, 2};
+	lt_grad *ga = a ? lt_grad_new(a, 1, 2, &err) : NULL, *gb = b ? lt_grad_new(b, 1, 2, &err) : NULL;
+	double la = 0, lb = 1;
+	if (ga && gb) {
+		lt_grad_step(ga, x, y, 2, 1, &la, NULL, &err);
+		lt_grad_step(gb, x, y, 2, 1, &lb, NULL, &err);
+	}
+	int same = ga && gb && la == lb && lt_grad_nparams(ga) == lt_grad_nparams(gb);
+	for (int p = 0; same && p < lt_grad_nparams(ga); p++)
+		same = rel_err(lt_grad_param_grad(gb, p), lt_grad_param_grad(ga, p), lt_grad_param_size(ga, p), 1e-9) < 1e-6;
+	tap_ok(same, "an unused branch leaves the gradients unchanged (%s)", err.msg);
+	/* more samples than the engine was made for are refused */
+	float big[18] = {0};
+	uint8_t ybig[3] = {0};
+	tap_ok(ga && lt_grad_step(ga, big, ybig, 3, 1, NULL, NULL, &err) == LT_EINVAL, "oversized minibatch: %s", err.msg);
+	lt_grad_free(ga);
+	lt_grad_free(gb);
+	lt_model_unref(a);
+	lt_model_unref(b);
+	/* batch norm over one value per channel cannot take a single sample */
+	lt_model *bn = lt_model_from_graph(lt_graph_from_json(
+		"{\"input\":[4],\"layers\":[{\"op\":\"batchnorm1d\",\"name\":\"bn\",\"num_features\":4}]}", &err), 1, &err);
+	lt_grad *gbn = bn ? lt_grad_new(bn, 1, 4, &err) : NULL;
+	tap_ok(gbn && lt_grad_min_batch(gbn) == 2 && lt_grad_step(gbn, x, y, 1, 1, NULL, NULL, &err) == LT_EINVAL,
+	       "batch norm on one sample refused: %s", err.msg);
+	lt_grad_free(gbn);
+	lt_model_unref(bn);
+}
+
 int main(void)
 {
 	const char *cases[] = {"linear", "conv", "pool", "bn", "softmax", "lenet5"};
@@ -174,5 +219,6 @@ int main(void)
 	finite_differences("bn");
 	finite_differences("softmax");
 	test_distill();
+	test_dag_and_limits();
 	return tap_done();
 }

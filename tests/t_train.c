@@ -133,6 +133,18 @@ int main(void)
 	lt_grad_free(g);
 	lt_free(x);
 
+	/* With batch norm, a last minibatch of one sample is skipped, not an
+	 * error (256 = 255 + 1). */
+	lt_model *bnm = lt_model_from_graph(lt_graph_from_json(
+		"{\"input\":[784],\"layers\":[{\"op\":\"linear\",\"name\":\"fc\",\"in_features\":784,"
+		"\"out_features\":10},{\"op\":\"batchnorm1d\",\"name\":\"bn\",\"num_features\":10}]}", NULL), 1, NULL);
+	lt_train_cfg bcfg = {.epochs = 1, .batch = 255, .threads = 1};
+	bcfg.opt.kind = LT_OPT_ADAM;
+	bcfg.opt.lr = 1e-3f;
+	tap_ok(bnm && lt_train_run(bnm, &d, NULL, &bcfg, NULL, NULL, &err) == 0,
+	       "batch norm: a trailing one-sample minibatch is skipped (%s)", err.msg);
+	lt_model_unref(bnm);
+
 	/* Errors: a weights-only model cannot be trained. */
 	lt_model *wo = lt_model_new(&err);
 	tap_ok(lt_train_run(wo, &d, NULL, &cfg, NULL, NULL, &err) == LT_ENOTSUP, "weights-only: %s", err.msg);

@@ -312,11 +312,10 @@ float *lt_tensor_data_mut(lt_tensor *t, lt_err *err)
 		t->f32 = f;
 		t->f32_owned = 1;
 	}
-	/* From now on the f32 copy is the stored value. */
+	/* From now on the f32 copy is the stored value. The blob stays
+	 * referenced: pointers handed out before still point into it. */
 	t->dtype = LT_F32;
 	t->raw = t->f32;
-	lt_blob_unref(t->blob);
-	t->blob = NULL;
 	return t->f32;
 }
 

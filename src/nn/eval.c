@@ -20,6 +20,7 @@ void lt_eval_score(lt_eval_result *r, const float *out, const uint8_t *labels,
 			if (v[c] > v[pred])
 				pred = c;
 		}
+		int hit = v[y] == v[y]; /* a NaN score is never a hit */
 		double loss;
 		if (probs) {
 			loss = -log(fmax(v[y], DBL_MIN));
@@ -30,8 +31,8 @@ void lt_eval_score(lt_eval_result *r, const float *out, const uint8_t *labels,
 			loss = mx + log(sum) - v[y];
 		}
 		r->loss += loss;
-		r->correct1 += above == 0;
-		r->correct5 += above < 5;
+		r->correct1 += hit && above == 0;
+		r->correct5 += hit && above < 5;
 		r->confusion[y * k + pred]++;
 		r->class_total[y]++;
 	}
@@ -79,7 +80,8 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 	x = lt_malloc_array((size_t)batch * (size_t)g->in_numel, sizeof *x);
 	out = lt_malloc_array((size_t)batch * (size_t)k, sizeof *out);
 	if (!r->confusion || !r->class_total || !x || !out) {
-		rc = lt_err_set(err, LT_ENOMEM, "out of memory for batch %d", batch);
+		rc = lt_err_set(err, LT_ENOMEM, "out of memory for batch %d and a %lld-class confusion matrix",
+				batch, (long long)k);
 		goto fail;
 	}
 	for (int64_t first = 0; first < total; first += batch) {

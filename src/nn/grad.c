@@ -43,7 +43,7 @@ struct worker {
 struct lt_grad {
 	lt_model *model;
 	const lt_graph *gr;
-	int threads, max_b, want_dx;
+	int threads, max_b, max_batch, want_dx;
 	int nparams;
 	struct param *params;
 	struct bind *bind;
@@ -69,9 +69,11 @@ static int64_t conv_ohw(const lt_node *n)
 static int add_param(lt_grad *g, const char *name, int *slot, lt_err *err)
 {
 	lt_tensor *t = lt_model_tensor(g->model, name);
-	float *w = t ? lt_tensor_data_mut(t, err) : NULL;
+	if (!t)
+		return lt_err_set(err, LT_EFORMAT, "missing tensor '%s'", name);
+	float *w = lt_tensor_data_mut(t, err);
 	if (!w)
-		return t ? LT_ENOMEM : lt_err_set(err, LT_EFORMAT, "missing tensor '%s'", name);
+		return err ? err->code : LT_ENOMEM;
 	struct param *p = &g->params[g->nparams];
 	p->name = name;
 	p->size = lt_tensor_numel(t);
@@ -80,7 +82,7 @@ static int add_param(lt_grad *g, const char *name, int *slot, lt_err *err)
 		return lt_err_set(err, LT_ENOMEM, "out of memory for gradients");
 	lt_tensor *mask = lt_tensor_mask(t);
 	if (mask && !(p->mask = lt_tensor_data(mask, err)))
-		return LT_ENOMEM;
+		return err ? err->code : LT_ENOMEM;
 	*slot = g->nparams++;
 	return 0;
 }
@@ -215,6 +217,7 @@ lt_grad *lt_grad_new(lt_model *m, int threads, int max_batch, lt_err *err)
 			g->threads = 1; /* batch statistics span the whole minibatch */
 	if (g->threads > max_batch)
 		g->threads = max_batch;
+	g->max_batch = max_batch;
 	g->max_b = (max_batch + g->threads - 1) / g->threads;
 	g->params = lt_calloc((size_t)gr->n_nodes * 2 + 1, sizeof *g->params);
 	g->bind = lt_calloc((size_t)gr->n_nodes, sizeof *g->bind);
@@ -243,6 +246,18 @@ lt_grad *lt_grad_new(lt_model *m, int threads, int max_batch, lt_err *err)
 fail:
 	lt_grad_free(g);
 	return NULL;
+}
+
+int lt_grad_min_batch(const lt_grad *g)
+{
+	/* A batch norm whose channels hold one value per sample (batchnorm1d
+	 * on [C]) has no variance over a single sample; PyTorch refuses it too. */
+	for (int i = 0; i < g->gr->n_nodes; i++) {
+		const lt_node *n = &g->gr->nodes[i];
+		if (is_bn(n->op) && n->out_numel == n->in_features)
+			return 2;
+	}
+	return 1;
 }
 
 void lt_grad_want_input_grad(lt_grad *g, int on) { g->want_dx = on; }
@@ -366,7 +381,7 @@ static void loss_grad(struct worker *w)
 		for (int c = 1; c < k; c++)
 			if (o[c] > o[pred])
 				pred = c;
-		w->correct += pred == y;
+		w->correct += pred == y && o[y] == o[y]; /* a NaN output is never a hit */
 		if (probs) {
 			double p = fmax(o[y], 1e-30); /* keeps the gradient finite */
 			w->loss += -log(p);
@@ -386,6 +401,7 @@ static void loss_grad(struct worker *w)
 
 /* ---- backward ---------------------------------------------------------- */
 
+/* Every backward kernel adds its input gradient into dx (zeroed first). */
 static void col2im(const lt_node *n, const int64_t *in_shape, const float *cols, float *dx, int b)
 {
 	int C = (int)in_shape[0], H = (int)in_shape[1], W = (int)in_shape[2];
@@ -393,7 +409,6 @@ static void col2im(const lt_node *n, const int64_t *in_shape, const float *cols,
 	int KH = n->kernel[0], KW = n->kernel[1];
 	int SH = n->stride[0], SW = n->stride[1], PH = n->padding[0], PW = n->padding[1];
 	size_t ohw = (size_t)OH * OW, row = (size_t)b * ohw;
-	memset(dx, 0, (size_t)b * C * H * W * sizeof(float));
 	for (int c = 0; c < C; c++)
 		for (int ky = 0; ky < KH; ky++)
 			for (int kx = 0; kx < KW; kx++) {
@@ -453,7 +468,6 @@ static void pool_backward(const lt_node *n, const int64_t *shape, const float *x
 	int KH = n->kernel[0], KW = n->kernel[1];
 	int is_max = n->op == LT_OP_MAXPOOL2D;
 	float inv = 1.0f / (float)(KH * KW);
-	memset(dx, 0, (size_t)b * C * H * W * sizeof(float));
 	for (int64_t plane = 0; plane < (int64_t)b * C; plane++) {
 		const float *img = x + plane * H * W;
 		float *dimg = dx + plane * H * W;
@@ -523,7 +537,7 @@ static void bn_backward(struct worker *w, int i, const int64_t *shape, int ndim,
 			const float *v = x + ((size_t)s * C + c) * inner, *d = dy + ((size_t)s * C + c) * inner;
 			float *o = dx + ((size_t)s * C + c) * inner;
 			for (int64_t k = 0; k < inner; k++)
-				o[k] = scale * (d[k] - a - (v[k] - mean) * istd * bb);
+				o[k] += scale * (d[k] - a - (v[k] - mean) * istd * bb);
 		}
 	}
 }
@@ -537,6 +551,12 @@ static void backward(struct worker *w)
 		memset(w->pgrad[p], 0, (size_t)g->params[p].size * sizeof(float));
 	/* dloss/dinput goes to the engine's buffer when wanted */
 	w->dval[0] = g->want_dx ? g->dx + w->first * gr->in_numel : NULL;
+	/* Gradients are summed into each value, since a value may feed several
+	 * layers; values nothing reads keep a zero gradient. The last value's
+	 * gradient comes from the loss. */
+	for (int v = 0; v < gr->n_nodes; v++)
+		if (w->dval[v])
+			memset(w->dval[v], 0, (size_t)b * (size_t)lt_graph_value_numel(gr, v) * sizeof(float));
 	for (int i = gr->n_nodes - 1; i >= 0; i--) {
 		const lt_node *n = &gr->nodes[i];
 		const struct bind *bd = &g->bind[i];
@@ -557,7 +577,7 @@ static void backward(struct worker *w)
 						db[o] += dy[(size_t)s * out + o];
 			}
 			if (need_dx)
-				lt_sgemm(0, 0, b, in, out, 1.0f, dy, out, g->params[bd->w].w, in, 0.0f, dx, in);
+				lt_sgemm(0, 0, b, in, out, 1.0f, dy, out, g->params[bd->w].w, in, 1.0f, dx, in);
 			break;
 		}
 		case LT_OP_CONV2D: conv_backward(w, i, shape, need_dx, b); break;
@@ -568,15 +588,15 @@ static void backward(struct worker *w)
 			break;
 		case LT_OP_RELU:
 			for (int64_t k = 0; need_dx && k < numel; k++)
-				dx[k] = y[k] > 0.0f ? dy[k] : 0.0f;
+				dx[k] += y[k] > 0.0f ? dy[k] : 0.0f;
 			break;
 		case LT_OP_TANH:
 			for (int64_t k = 0; need_dx && k < numel; k++)
-				dx[k] = dy[k] * (1.0f - y[k] * y[k]);
+				dx[k] += dy[k] * (1.0f - y[k] * y[k]);
 			break;
 		case LT_OP_SIGMOID:
 			for (int64_t k = 0; need_dx && k < numel; k++)
-				dx[k] = dy[k] * y[k] * (1.0f - y[k]);
+				dx[k] += dy[k] * y[k] * (1.0f - y[k]);
 			break;
 		case LT_OP_SOFTMAX:
 			for (int s = 0; need_dx && s < b; s++) {
@@ -586,19 +606,19 @@ static void backward(struct worker *w)
 				for (int64_t c = 0; c < k; c++)
 					dot += (double)ds[c] * ys[c];
 				for (int64_t c = 0; c < k; c++)
-					dx[s * k + c] = ys[c] * (ds[c] - (float)dot);
+					dx[s * k + c] += ys[c] * (ds[c] - (float)dot);
 			}
 			break;
 		case LT_OP_FLATTEN:
-			if (need_dx)
-				memcpy(dx, dy, (size_t)numel * sizeof(float));
+			for (int64_t k = 0; need_dx && k < numel; k++)
+				dx[k] += dy[k];
 			break;
 		case LT_OP_DROPOUT: {
 			float scale = n->p < 1 ? 1.0f / (1.0f - n->p) : 0.0f;
 			for (int s = 0; need_dx && s < b; s++)
 				for (int64_t e = 0; e < n->out_numel; e++) {
 					int64_t k = s * n->out_numel + e;
-					dx[k] = dropout_keep(w->seed, i, w->first + s, e, n->out_numel, n->p) ? dy[k] * scale : 0.0f;
+					dx[k] += dropout_keep(w->seed, i, w->first + s, e, n->out_numel, n->p) ? dy[k] * scale : 0.0f;
 				}
 			break;
 		}
@@ -631,9 +651,12 @@ static void *run_worker(void *arg)
 int lt_grad_step(lt_grad *g, const float *x, const uint8_t *labels, int64_t n,
 		 uint64_t dropout_seed, double *loss, int64_t *correct, lt_err *err)
 {
-	if (n < 1 || n > (int64_t)g->max_b * g->threads)
+	if (n < 1 || n > g->max_batch)
 		return lt_err_set(err, LT_EINVAL, "minibatch of %lld samples (1 to %d allowed)",
-				  (long long)n, g->max_b * g->threads);
+				  (long long)n, g->max_batch);
+	if (n < lt_grad_min_batch(g))
+		return lt_err_set(err, LT_EINVAL, "batch normalisation needs at least 2 values per channel "
+				  "in a minibatch (got one sample)");
 	int T = g->threads;
 	/* One data thread: let OpenBLAS use every core; several: one each. */
 	int want_blas = T == 1 ? lt_cpu_count() : 1;

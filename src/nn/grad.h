@@ -32,6 +32,10 @@ void lt_grad_free(lt_grad *g);
 int lt_grad_step(lt_grad *g, const float *x, const uint8_t *labels, int64_t n,
 		 uint64_t dropout_seed, double *loss, int64_t *correct, lt_err *err);
 
+/* Smallest minibatch the graph can train on: 2 when a batch norm has one
+ * value per channel and sample (no variance over a single sample), else 1. */
+int lt_grad_min_batch(const lt_grad *g);
+
 /* Also compute dloss/dinput on the next steps (for tests; off by default). */
 void lt_grad_want_input_grad(lt_grad *g, int on);
 /* dloss/dinput of the last step, n * in_numel values (NULL unless wanted). */

@@ -109,7 +109,8 @@ void lt_layers_pool(const lt_node *n, const int64_t *in_shape, const float *x, f
 				for (int kx = 0; kx < KW; kx++) {
 					/* columns ox with 0 <= ox*SW - PW + kx < W */
 					int lo = PW - kx > 0 ? (PW - kx + SW - 1) / SW : 0;
-					int hi = (W - 1 + PW - kx) / SW + 1;
+					int num = W - 1 + PW - kx; /* floor, not truncation */
+					int hi = num < 0 ? 0 : num / SW + 1;
 					hi = hi < OW ? hi : OW;
 					int off = kx - PW;
 					if (is_max) {

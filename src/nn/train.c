@@ -97,6 +97,10 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 	lt_grad *g = lt_grad_new(m, cfg.threads, batch, err);
 	if (!g)
 		return err ? err->code : LT_ENOMEM;
+	if (train->n < lt_grad_min_batch(g)) {
+		lt_grad_free(g);
+		return lt_err_set(err, LT_EINVAL, "batch normalisation needs at least 2 training samples");
+	}
 	int np = lt_grad_nparams(g);
 	sizes = lt_malloc_array((size_t)np + 1, sizeof *sizes);
 	wv = lt_malloc_array((size_t)np + 1, sizeof *wv);
@@ -137,6 +141,8 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 		int64_t hits = 0, seen = 0;
 		for (int64_t bi = 0; bi < batches; bi++) {
 			int64_t first = bi * batch, n = train->n - first < batch ? train->n - first : batch;
+			if (n < lt_grad_min_batch(g))
+				continue; /* a last sample alone cannot be batch-normalised */
 			for (int64_t s = 0; s < n; s++) {
 				int64_t idx = order[first + s];
 				if ((rc = lt_dataset_get_batch(train, idx, 1, gr->scale, gr->mean, gr->std,
