@@ -80,6 +80,8 @@ int main(void)
 	expect_error(LAYERS("{\"op\":\"gelu\"}"), "unknown op 'gelu'", "unknown op");
 	expect_error(LAYERS("{\"name\":\"x\"}"), "unknown op (missing)", "missing op");
 	expect_error(LAYERS("{\"op\":\"relu\",\"inplace\":true}"), "unknown key 'inplace'", "unknown key");
+	expect_error(LAYERS("{\"op\":\"relu\",\"\":1}"), "unknown key ''", "empty key (once hung the parser)");
+	expect_error(LAYERS("{\"op\":\"maxpool2d\",\"kernel_size\":2,\"stride_\":1}"), "unknown key 'stride_'", "key extending a known one");
 	expect_error(LAYERS("{\"op\":\"linear\",\"in_features\":784,\"out_features\":10}"), "needs a 'name'", "unnamed linear");
 	expect_error(LAYERS("{\"op\":\"linear\",\"name\":\"fc\",\"in_features\":784,\"out_features\":10}"),
 		     "add a flatten layer", "linear on an image");

@@ -55,9 +55,13 @@ static int key_allowed(lt_op op, const char *key)
 	if (!strcmp(key, "op") || !strcmp(key, "name") || !strcmp(key, "inputs"))
 		return 1;
 	size_t n = strlen(key);
-	for (const char *p = op_keys[op]; (p = strstr(p, key)); p += n)
-		if ((p == op_keys[op] || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+	for (const char *p = op_keys[op]; *p;) {
+		size_t len = strcspn(p, " ");
+		if (len == n && n > 0 && !strncmp(p, key, n))
 			return 1;
+		p += len;
+		p += strspn(p, " ");
+	}
 	return 0;
 }
 
