@@ -4,7 +4,11 @@
 #define LT_BLAS_H
 
 /* C[m,n] = alpha * op(A) op(B) + beta * C, all row-major. trans_a/trans_b
- * nonzero mean A is stored [k,m] / B is stored [n,k]. */
+ * nonzero mean A is stored [k,m] / B is stored [n,k].
+ * Threads: inference and training call this from several threads at once
+ * after lt_blas_set_threads(1), each call then running in its caller's
+ * thread. OpenBLAS's pthreads builds (Debian's 0.3.21 among them) allow
+ * that; a build without thread-safe buffers would not. */
 void lt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 	      const float *a, int lda, const float *b, int ldb, float beta,
 	      float *c, int ldc);
