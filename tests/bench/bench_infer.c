@@ -6,18 +6,12 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/mem.h"
 #include "data/dataset.h"
 #include "io/open.h"
 #include "kern/blas.h"
 #include "nn/forward.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -54,7 +48,7 @@ int main(int argc, char **argv)
 	}
 	double *t = calloc((size_t)reps, sizeof *t);
 	for (int r = -1; r < reps; r++) { /* one warm-up pass */
-		double t0 = now();
+		double t0 = lt_seconds();
 		for (int64_t i = 0; i < images; i += batch) {
 			int64_t n = images - i < batch ? images - i : batch;
 			if (lt_forward_run(f, x + i * g->in_numel, n, out + i * lt_graph_out_numel(g), &err)) {
@@ -63,7 +57,7 @@ int main(int argc, char **argv)
 			}
 		}
 		if (r >= 0)
-			t[r] = now() - t0;
+			t[r] = lt_seconds() - t0;
 	}
 	qsort(t, (size_t)reps, sizeof *t, cmp);
 	double med = t[reps / 2];

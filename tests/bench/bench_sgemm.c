@@ -6,15 +6,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/mem.h"
 #include "kern/blas.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -41,16 +35,16 @@ int main(int argc, char **argv)
 	lt_blas_set_threads(threads);
 	/* Each sample repeats the product enough times to last ~20 ms. */
 	int inner = 1;
-	double t0 = now();
+	double t0 = lt_seconds();
 	lt_sgemm(0, 0, m, n, k, 1, a, k, b, n, 0, c, n);
-	double one = now() - t0;
+	double one = lt_seconds() - t0;
 	if (one > 0 && one < 0.02)
 		inner = (int)(0.02 / one) + 1;
 	for (int r = 0; r < reps; r++) {
-		t0 = now();
+		t0 = lt_seconds();
 		for (int i = 0; i < inner; i++)
 			lt_sgemm(0, 0, m, n, k, 1, a, k, b, n, 0, c, n);
-		t[r] = (now() - t0) / inner;
+		t[r] = (lt_seconds() - t0) / inner;
 	}
 	qsort(t, (size_t)reps, sizeof *t, cmp);
 	printf("{\"m\": %d, \"k\": %d, \"n\": %d, \"threads\": %d, \"median_s\": %.3e, "
