@@ -55,9 +55,7 @@ int main(void)
 	test_scoring();
 	lt_err err = {0};
 	lt_dataset d = {0};
-	char images[4096];
-	snprintf(images, sizeof images, "%s", fixture("slice-images-idx3-ubyte.gz"));
-	if (lt_dataset_load_idx(images, fixture("slice-labels-idx1-ubyte.gz"), 10, 0, -1, &d, &err)) {
+	if (load_slice(&d, &err)) {
 		tap_ok(0, "load the fixture slice: %s", err.msg);
 		return tap_done();
 	}

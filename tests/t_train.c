@@ -43,9 +43,7 @@ int main(void)
 	lt_model *m2;
 	lt_err err = {0};
 	lt_dataset d = {0};
-	char images[4096];
-	snprintf(images, sizeof images, "%s", fixture("slice-images-idx3-ubyte.gz"));
-	if (lt_dataset_load_idx(images, fixture("slice-labels-idx1-ubyte.gz"), 10, 0, -1, &d, &err))
+	if (load_slice(&d, &err))
 		tap_skip_all("fixture slice missing");
 
 	/* Initialisation: PyTorch's bounds, deterministic in the seed. */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/dataset.h"
+
 struct buf {
 	uint8_t *p;
 	size_t n, cap;
@@ -54,6 +56,15 @@ static const char *fixture(const char *name)
 	const char *dir = getenv("FIXTURES");
 	snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", name);
 	return path;
+}
+
+/* The 256-image Fashion-MNIST fixture slice; 0, or an error in err. */
+static int load_slice(lt_dataset *d, lt_err *err) __attribute__((unused));
+static int load_slice(lt_dataset *d, lt_err *err)
+{
+	char images[4096];
+	snprintf(images, sizeof images, "%s", fixture("slice-images-idx3-ubyte.gz"));
+	return lt_dataset_load_idx(images, fixture("slice-labels-idx1-ubyte.gz"), 10, 0, -1, d, err);
 }
 
 #endif

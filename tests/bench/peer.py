@@ -261,21 +261,17 @@ def read_idx(dir_, stem):
     return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(dims)
 
 
-def load_images(dir_, arch, images):
-    pix = read_idx(dir_, "t10k-images-idx3-ubyte")
-    try:
-        labels = read_idx(dir_, "t10k-labels-idx1-ubyte")
-    except Bad:
-        labels = None
-    n = min(images, pix.shape[0])
+def preprocess(pix, arch):
+    """float32 inputs [N, *input] from u8 images, with the same float32
+    lookup table as lathe: (v/scale - mean[c]) / std[c]."""
+    n = pix.shape[0]
     shape = [int(d) for d in arch["input"]]
     numel = 1
     for d in shape:
         numel *= d
-    per = pix[0].numel()
-    if per != numel:
-        raise Bad("model input %s has %d values, the images have %d" % (shape, numel, per))
-    u8 = pix[:n].reshape([n] + shape)
+    if n and pix[0].numel() != numel:
+        raise Bad("model input %s has %d values, the images have %d" % (shape, numel, pix[0].numel()))
+    u8 = pix.reshape([n] + shape)
     pre = arch.get("preprocess") or {}
     f32 = torch.float32
     scale = torch.tensor(float(pre.get("scale", 255.0)), dtype=f32)
@@ -284,20 +280,29 @@ def load_images(dir_, arch, images):
         mean, std = [0.0], [1.0]
     if not isinstance(mean, list):
         mean, std = [mean], [std]
-    # Same float32 arithmetic as lathe's lookup table: (v/scale - m)/s.
     levels = torch.arange(256, dtype=f32)
     channels = shape[0] if len(shape) == 3 else 1
-    x = torch.empty(u8.shape, dtype=f32)
     if len(mean) > 1:
         if len(mean) != channels:
             raise Bad("%d normalisation values for %d channels" % (len(mean), channels))
+        x = torch.empty(u8.shape, dtype=f32)
         for c in range(channels):
             lut = (levels / scale - torch.tensor(mean[c], dtype=f32)) / torch.tensor(std[c], dtype=f32)
             x[:, c] = lut[u8[:, c].long()]
     else:
         lut = (levels / scale - torch.tensor(mean[0], dtype=f32)) / torch.tensor(std[0], dtype=f32)
         x = lut[u8.long()]
-    return x.contiguous(), (labels[:n].long() if labels is not None else None)
+    return x.contiguous()
+
+
+def load_images(dir_, arch, images):
+    pix = read_idx(dir_, "t10k-images-idx3-ubyte")
+    try:
+        labels = read_idx(dir_, "t10k-labels-idx1-ubyte")
+    except Bad:
+        labels = None
+    n = min(images, pix.shape[0])
+    return preprocess(pix[:n], arch), (labels[:n].long() if labels is not None else None)
 
 
 # ---- threads and reporting -----------------------------------------------

@@ -74,40 +74,12 @@ def build_from_arch(arch):
 
 def load_train(dir_, arch):
     """(x float32 [N, *input], y int64 [N]): the full training split,
-    preprocessed with the same float32 lookup table as lathe."""
+    preprocessed exactly as peer.py (and lathe) do."""
     pix = peer.read_idx(dir_, "train-images-idx3-ubyte")
     labels = peer.read_idx(dir_, "train-labels-idx1-ubyte")
-    n = pix.shape[0]
-    if labels.shape[0] != n:
-        raise Bad("%s: %d images but %d labels" % (dir_, n, labels.shape[0]))
-    shape = [int(d) for d in arch["input"]]
-    numel = 1
-    for d in shape:
-        numel *= d
-    if pix[0].numel() != numel:
-        raise Bad("model input %s has %d values, the images have %d" % (shape, numel, pix[0].numel()))
-    u8 = pix.reshape([n] + shape)
-    pre = arch.get("preprocess") or {}
-    f32 = torch.float32
-    scale = torch.tensor(float(pre.get("scale", 255.0)), dtype=f32)
-    mean, std = pre.get("mean"), pre.get("std")
-    if mean is None:
-        mean, std = [0.0], [1.0]
-    if not isinstance(mean, list):
-        mean, std = [mean], [std]
-    levels = torch.arange(256, dtype=f32)
-    channels = shape[0] if len(shape) == 3 else 1
-    if len(mean) > 1:
-        if len(mean) != channels:
-            raise Bad("%d normalisation values for %d channels" % (len(mean), channels))
-        x = torch.empty(u8.shape, dtype=f32)
-        for c in range(channels):
-            lut = (levels / scale - torch.tensor(mean[c], dtype=f32)) / torch.tensor(std[c], dtype=f32)
-            x[:, c] = lut[u8[:, c].long()]
-    else:
-        lut = (levels / scale - torch.tensor(mean[0], dtype=f32)) / torch.tensor(std[0], dtype=f32)
-        x = lut[u8.long()]
-    return x.contiguous(), labels.long()
+    if labels.shape[0] != pix.shape[0]:
+        raise Bad("%s: %d images but %d labels" % (dir_, pix.shape[0], labels.shape[0]))
+    return peer.preprocess(pix, arch), labels.long()
 
 
 def fresh(arch):
