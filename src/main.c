@@ -65,6 +65,10 @@ int main(int argc, char **argv)
 		return cmd_convert(argc - 1, argv + 1);
 	if (!strcmp(cmd, "train"))
 		return cmd_train(argc - 1, argv + 1);
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "lua"))
+		return cmd_lua(argc - 1, argv + 1);
 	if (access(cmd, F_OK) == 0)
 		return cli_usage_error(NULL, "'%s' is a file, and the interactive workbench is not "
 				       "built yet: try 'lathe info %s' or 'lathe eval %s'", cmd, cmd, cmd);

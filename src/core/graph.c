@@ -78,6 +78,36 @@ void lt_graph_free(lt_graph *g)
 	lt_free(g);
 }
 
+lt_graph *lt_graph_clone(const lt_graph *g, lt_err *err)
+{
+	lt_graph *c = lt_malloc(sizeof *c);
+	if (!c)
+		goto nomem;
+	*c = *g;
+	c->nodes = lt_calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *c->nodes);
+	if (!c->nodes) {
+		lt_free(c);
+		goto nomem;
+	}
+	int ok = 1;
+	for (int i = 0; i < g->n_nodes; i++) {
+		lt_node *n = &c->nodes[i];
+		*n = g->nodes[i];
+		n->name = g->nodes[i].name ? lt_strdup(g->nodes[i].name) : NULL;
+		ok &= !g->nodes[i].name || n->name != NULL;
+		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++) {
+			n->params[s] = g->nodes[i].params[s] ? lt_strdup(g->nodes[i].params[s]) : NULL;
+			ok &= !g->nodes[i].params[s] || n->params[s] != NULL;
+		}
+	}
+	if (ok)
+		return c;
+	lt_graph_free(c);
+nomem:
+	lt_err_set(err, LT_ENOMEM, "out of memory copying the graph");
+	return NULL;
+}
+
 /* ---- parsing ---------------------------------------------------------- */
 
 struct parse {

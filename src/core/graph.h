@@ -80,6 +80,8 @@ lt_graph *lt_graph_from_json(const char *json, lt_err *err);
 /* Serialise to JSON; malloc'd string, caller frees. NULL on ENOMEM. */
 char *lt_graph_to_json(const lt_graph *g, lt_err *err);
 void lt_graph_free(lt_graph *g);
+/* A deep copy (caller frees), or NULL with err on ENOMEM. */
+lt_graph *lt_graph_clone(const lt_graph *g, lt_err *err);
 
 /* Shape of value v (0 = input) after inference. */
 int lt_graph_value_ndim(const lt_graph *g, int v);

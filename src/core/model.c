@@ -297,6 +297,26 @@ int lt_model_load_arch(lt_model *m, lt_err *err)
 	return 0;
 }
 
+lt_model *lt_model_copy(const lt_model *m, lt_err *err)
+{
+	lt_model *c = lt_model_new(err);
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < m->tensors.n; i++)
+		if (lt_model_add_tensor(c, m->tensors.items[i].name, m->tensors.items[i].tensor, err))
+			goto fail;
+	for (size_t i = 0; i < m->meta.n; i++)
+		if (lt_model_set_meta(c, m->meta.items[i].name, m->meta.items[i].value, err))
+			goto fail;
+	if (m->graph && !(c->graph = lt_graph_clone(m->graph, err)))
+		goto fail;
+	c->graph_from_meta = m->graph_from_meta;
+	return c;
+fail:
+	lt_model_unref(c);
+	return NULL;
+}
+
 int64_t lt_model_param_count(const lt_model *m)
 {
 	int64_t n = 0;

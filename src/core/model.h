@@ -53,6 +53,11 @@ int lt_model_graph_in_meta(const lt_model *m);
  * without the key stays weights-only and this returns 0. */
 int lt_model_load_arch(lt_model *m, lt_err *err);
 
+/* A new model sharing m's tensors (each gains a reference, so writing to
+ * one must first replace it: see lt_tensor_shared), with copies of the
+ * metadata and the graph. NULL with err on ENOMEM. */
+lt_model *lt_model_copy(const lt_model *m, lt_err *err);
+
 /* Totals over all tensors. */
 int64_t lt_model_param_count(const lt_model *m);
 size_t lt_model_nbytes(const lt_model *m);

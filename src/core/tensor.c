@@ -198,6 +198,26 @@ lt_tensor *lt_tensor_from_bytes(lt_dtype dtype, int ndim, const int64_t *shape,
 	return t;
 }
 
+int lt_tensor_shared(const lt_tensor *t)
+{
+	return t->refs > 1;
+}
+
+lt_tensor *lt_tensor_clone(lt_tensor *t, lt_err *err)
+{
+	lt_tensor *c;
+	if (t->blob && !t->f32_owned) {
+		c = lt_tensor_from_bytes(t->dtype, t->ndim, t->shape, t->blob, t->raw, err);
+	} else {
+		c = lt_tensor_new(t->ndim, t->shape, err);
+		if (c)
+			memcpy(c->f32, t->f32, (size_t)t->numel * sizeof(float));
+	}
+	if (c && t->mask)
+		c->mask = lt_tensor_ref(t->mask);
+	return c;
+}
+
 lt_tensor *lt_tensor_ref(lt_tensor *t)
 {
 	if (t)

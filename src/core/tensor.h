@@ -83,6 +83,15 @@ char *lt_shape_format(int ndim, const int64_t *shape, char *buf, size_t size);
 
 
 
+/* 1 when more than one owner holds t (a model, a snapshot, a Lua value):
+ * such a tensor must be cloned, not written, so the others keep seeing
+ * the old values. This is what makes staging copy-on-write. */
+int lt_tensor_shared(const lt_tensor *t);
+
+/* A new tensor with t's shape, dtype, values and mask. Storage read from a
+ * file stays shared until one of the two is written. NULL with err. */
+lt_tensor *lt_tensor_clone(lt_tensor *t, lt_err *err);
+
 /* Masks: a tensor may carry a 0/1 mask of the same shape (f32). Where the
  * mask is 0 the value must stay exactly 0: training zeroes those gradients
  * and weights after every step. set takes a reference (NULL removes);

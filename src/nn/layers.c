@@ -95,6 +95,26 @@ void lt_layers_pool(const lt_node *n, const int64_t *in_shape, const float *x, f
 	/* count_include_pad: windows never pass the padded border (no ceil
 	 * mode), so the divisor is always the full window. */
 	float inv = 1.0f / (float)(KH * KW);
+	if (is_max && KH == 2 && KW == 2 && SH == 2 && SW == 2 && PH == 0 && PW == 0) {
+		/* The common 2x2/2 max pool: four loads per output, no
+		 * accumulator round trips (NaN still wins, as in PyTorch). */
+		for (int64_t plane = 0; plane < (int64_t)b * C; plane++) {
+			const float *img = x + plane * H * W;
+			float *out = y + plane * OH * OW;
+			for (int oy = 0; oy < OH; oy++) {
+				const float *r0 = img + (size_t)(2 * oy) * W, *r1 = r0 + W;
+				for (int ox = 0; ox < OW; ox++) {
+					float m = r0[2 * ox], v = r0[2 * ox + 1];
+					m = v > m || v != v ? v : m;
+					v = r1[2 * ox];
+					m = v > m || v != v ? v : m;
+					v = r1[2 * ox + 1];
+					out[oy * OW + ox] = v > m || v != v ? v : m;
+				}
+			}
+		}
+		return;
+	}
 	for (int64_t plane = 0; plane < (int64_t)b * C; plane++) {
 		const float *img = x + plane * H * W;
 		for (int oy = 0; oy < OH; oy++) {

@@ -1,0 +1,87 @@
+/* Shared between the binding files of the lathe module (not installed). */
+#ifndef LT_LBIND_INTERNAL_H
+#define LT_LBIND_INTERNAL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "core/tensor.h"
+#include "data/dataset.h"
+#include "work/bench.h"
+
+#define LT_MT_TENSOR "lathe.Tensor"
+#define LT_MT_MODEL "lathe.Model"
+#define LT_MT_LAYER "lathe.Layer"
+
+/* A model opened from Lua: the bench plus where it came from. */
+typedef struct lmodel {
+	lt_bench *bench;     /* NULL once closed */
+	char *path;
+} lmodel;
+
+/* A tensor value. Bound tensors name a tensor of a model's stage and are
+ * looked up on every use, so they always show the staged values; free
+ * tensors own their lt_tensor. Either may be a strided view. */
+typedef struct ltensor {
+	lt_bench *bench;     /* bound: the bench (a reference) */
+	char *name;          /* bound: tensor name */
+	lt_tensor *own;      /* free: the tensor (a reference) */
+	char *expr;          /* bound: Lua expression after `model` for the journal */
+	int is_view;
+	int64_t offset;      /* view: first element */
+	int ndim;
+	int64_t shape[LT_MAX_DIMS];
+	int64_t strides[LT_MAX_DIMS];
+} ltensor;
+
+/* Per-state data: open benches (for atomic calls), data directory, loaded
+ * splits. Created on first use. */
+struct lstate;
+struct lstate *lt_lstate(lua_State *L);
+int lt_lstate_add_bench(lua_State *L, lt_bench *b);
+void lt_lstate_remove_bench(lua_State *L, lt_bench *b);
+/* Loaded (cached) Fashion-MNIST split limited to `limit` items (0 = all)
+ * in *view (borrowed, valid while the state lives). Raises on failure. */
+void lt_lstate_dataset(lua_State *L, const char *split, int64_t limit, lt_dataset *view);
+const char *lt_lstate_data_dir(lua_State *L);
+
+/* Raise a Lua error for an lt_err ("fname: message"). */
+int lt_lraise(lua_State *L, const char *fname, const lt_err *err);
+/* Check that the table at idx (or nil) has only the given option names;
+ * raises "fname: unknown option 'x' (expected one of: ...)". */
+void lt_check_opts(lua_State *L, int idx, const char *fname, const char *const *names);
+/* Optional typed options (the table at idx may be nil). */
+double lt_opt_number(lua_State *L, int idx, const char *fname, const char *key, double def);
+lua_Integer lt_opt_integer(lua_State *L, int idx, const char *fname, const char *key, lua_Integer def);
+const char *lt_opt_string(lua_State *L, int idx, const char *fname, const char *key, const char *def);
+int lt_opt_bool(lua_State *L, int idx, const char *fname, const char *key, int def);
+
+/* Tensors. */
+void lt_open_tensor(lua_State *L);                 /* metatable; leaves nothing */
+ltensor *lt_push_free_tensor(lua_State *L, lt_tensor *t);  /* takes a reference */
+ltensor *lt_push_bound_tensor(lua_State *L, lt_bench *b, const char *name);
+ltensor *lt_check_tensor(lua_State *L, int idx);
+/* The tensor a bound/free value currently refers to (borrowed); raises if
+ * it is gone or the view no longer fits. */
+lt_tensor *lt_tensor_target(lua_State *L, ltensor *t);
+/* Module functions implemented in ltensor.c. */
+int lt_l_tensor_new(lua_State *L);
+int lt_l_zeros(lua_State *L);
+
+/* Models and layers. */
+void lt_open_model(lua_State *L);
+lmodel *lt_check_model(lua_State *L, int idx);
+lt_bench *lt_model_bench(lua_State *L, lmodel *m);
+int lt_l_open(lua_State *L);
+int lt_l_prune(lua_State *L);
+int lt_l_cast(lua_State *L);
+int lt_l_finetune(lua_State *L);
+
+/* Journal: append the Lua text of value idx (numbers exactly, strings
+ * quoted, tables as constructors with sorted keys, model objects as their
+ * expressions) to b. Raises for values that cannot be written. */
+void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth);
+/* Note `call` on the stage of bench; raises on failure. */
+void lt_journal_note(lua_State *L, lt_bench *bench, const char *call);
+
+#endif

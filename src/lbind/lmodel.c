@@ -1,0 +1,1177 @@
+/* lathe.Model and lathe.Layer: staging, preview, history, journal, and the
+ * kernels that stage changes (prune, cast, finetune). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/mem.h"
+#include "io/open.h"
+#include "kern/blas.h"
+#include "kern/prune.h"
+#include "lbind/internal.h"
+#include "lbind/lathe.h"
+#include "lbind/sandbox.h"
+#include "nn/eval.h"
+#include "nn/train.h"
+
+/* A layer: a named graph node with parameters, or (weights-only models) the
+ * tensors sharing a name prefix. */
+typedef struct llayer {
+	lt_bench *bench;
+	char *name;
+} llayer;
+
+lt_bench *lt_lua_to_bench(lua_State *L, int idx)
+{
+	lmodel *m = luaL_testudata(L, idx, LT_MT_MODEL);
+	return m ? m->bench : NULL;
+}
+
+lmodel *lt_check_model(lua_State *L, int idx)
+{
+	return luaL_checkudata(L, idx, LT_MT_MODEL);
+}
+
+lt_bench *lt_model_bench(lua_State *L, lmodel *m)
+{
+	if (!m->bench)
+		luaL_error(L, "attempt to use a closed model");
+	return m->bench;
+}
+
+static lt_bench *check_bench(lua_State *L, int idx)
+{
+	return lt_model_bench(L, lt_check_model(L, idx));
+}
+
+/* ---- layers ----------------------------------------------------------- */
+
+static const lt_node *find_node(lt_model *m, const char *name)
+{
+	lt_graph *g = lt_model_graph(m);
+	for (int i = 0; g && i < g->n_nodes; i++)
+		if (!strcmp(g->nodes[i].name, name))
+			return &g->nodes[i];
+	return NULL;
+}
+
+/* Prefix of a tensor name ("fc1" of "fc1.weight"); length, or 0 if none. */
+static size_t name_prefix(const char *t)
+{
+	const char *dot = strrchr(t, '.');
+	return dot && dot > t ? (size_t)(dot - t) : 0;
+}
+
+/* Does layer `name` exist in m (graph node with parameters, or a tensor
+ * prefix of a weights-only model)? */
+static int layer_exists(lt_model *m, const char *name)
+{
+	const lt_node *n = find_node(m, name);
+	if (n)
+		return n->params[LT_P_WEIGHT] != NULL;
+	if (lt_model_graph(m))
+		return 0;
+	size_t len = strlen(name);
+	for (size_t i = 0; i < lt_model_tensor_count(m); i++) {
+		const char *t = lt_model_tensor_name(m, i);
+		if (name_prefix(t) == len && !strncmp(t, name, len))
+			return 1;
+	}
+	return 0;
+}
+
+static void push_layer(lua_State *L, lt_bench *b, const char *name)
+{
+	llayer *l = lua_newuserdatauv(L, sizeof *l, 0);
+	memset(l, 0, sizeof *l);
+	luaL_setmetatable(L, LT_MT_LAYER);
+	if (!(l->name = lt_strdup(name)))
+		luaL_error(L, "out of memory");
+	l->bench = lt_bench_ref(b);
+}
+
+static llayer *check_layer(lua_State *L, int idx)
+{
+	llayer *l = luaL_checkudata(L, idx, LT_MT_LAYER);
+	if (!l->bench)
+		luaL_error(L, "attempt to use a freed layer");
+	if (!layer_exists(lt_bench_staged(l->bench), l->name))
+		luaL_error(L, "layer '%s' no longer exists", l->name);
+	return l;
+}
+
+/* Names of the layer's tensors, weight first (borrowed from the model). */
+static int layer_tensors(lt_model *m, const char *layer, const char **out, int max)
+{
+	const lt_node *n = find_node(m, layer);
+	int k = 0;
+	if (n) {
+		for (int s = 0; s < LT_NODE_MAX_PARAMS && k < max; s++)
+			if (n->params[s])
+				out[k++] = n->params[s];
+		return k;
+	}
+	size_t len = strlen(layer);
+	for (size_t i = 0; i < lt_model_tensor_count(m) && k < max; i++) {
+		const char *t = lt_model_tensor_name(m, i);
+		if (name_prefix(t) == len && !strncmp(t, layer, len))
+			out[k++] = t;
+	}
+	/* Weight first, as for graph nodes. */
+	for (int i = 1; i < k; i++) {
+		if (!strcmp(out[i] + len, ".weight")) {
+			const char *tmp = out[0];
+			out[0] = out[i];
+			out[i] = tmp;
+		}
+	}
+	return k;
+}
+
+static void push_layer_list(lua_State *L, lt_bench *b)
+{
+	lt_model *m = lt_bench_staged(b);
+	lt_graph *g = lt_model_graph(m);
+	lua_newtable(L);
+	int k = 0;
+	if (g) {
+		for (int i = 0; i < g->n_nodes; i++) {
+			if (!g->nodes[i].params[LT_P_WEIGHT])
+				continue;
+			push_layer(L, b, g->nodes[i].name);
+			lua_rawseti(L, -2, ++k);
+		}
+		return;
+	}
+	/* Weights-only: one layer per distinct prefix, in file order. */
+	for (size_t i = 0; i < lt_model_tensor_count(m); i++) {
+		const char *t = lt_model_tensor_name(m, i);
+		size_t len = name_prefix(t);
+		char name[512];
+		if (!len || len >= sizeof name)
+			continue;
+		memcpy(name, t, len);
+		name[len] = '\0';
+		int seen = 0;
+		for (size_t j = 0; j < i && !seen; j++) {
+			const char *u = lt_model_tensor_name(m, j);
+			seen = name_prefix(u) == len && !strncmp(u, t, len);
+		}
+		if (!seen) {
+			push_layer(L, b, name);
+			lua_rawseti(L, -2, ++k);
+		}
+	}
+}
+
+static const char *const layer_fields[] = {"name", "op", "weight", "bias", "tensors", "shape",
+	"params", "macs", "in_features", "out_features", "kernel_size", "stride", "padding", NULL};
+
+static void push_pair(lua_State *L, const int *v)
+{
+	lua_createtable(L, 2, 0);
+	lua_pushinteger(L, v[0]);
+	lua_rawseti(L, -2, 1);
+	lua_pushinteger(L, v[1]);
+	lua_rawseti(L, -2, 2);
+}
+
+static int layer_index(lua_State *L)
+{
+	llayer *l = check_layer(L, 1);
+	const char *k = luaL_checkstring(L, 2);
+	lua_getfield(L, lua_upvalueindex(1), k);
+	if (!lua_isnil(L, -1))
+		return 1;
+	lt_model *m = lt_bench_staged(l->bench);
+	const lt_node *n = find_node(m, l->name);
+	const char *names[LT_NODE_MAX_PARAMS + 60];
+	int nt = layer_tensors(m, l->name, names, (int)(sizeof names / sizeof *names));
+	if (!strcmp(k, "name")) {
+		lua_pushstring(L, l->name);
+	} else if (!strcmp(k, "op")) {
+		lua_pushstring(L, n ? lt_op_name(n->op) : "?");
+	} else if (!strcmp(k, "weight") || !strcmp(k, "bias")) {
+		const char *want = NULL;
+		if (n) {
+			want = n->params[!strcmp(k, "weight") ? LT_P_WEIGHT : LT_P_BIAS];
+		} else {
+			char buf[512];
+			snprintf(buf, sizeof buf, "%s.%s", l->name, k);
+			for (int i = 0; i < nt; i++)
+				if (!strcmp(names[i], buf))
+					want = names[i];
+		}
+		if (want)
+			lt_push_bound_tensor(L, l->bench, want);
+		else
+			lua_pushnil(L);
+	} else if (!strcmp(k, "tensors")) {
+		lua_createtable(L, nt, 0);
+		for (int i = 0; i < nt; i++) {
+			lua_pushstring(L, names[i]);
+			lua_rawseti(L, -2, i + 1);
+		}
+	} else if (!strcmp(k, "params")) {
+		int64_t p = 0;
+		for (int i = 0; i < nt; i++)
+			p += lt_tensor_numel(lt_model_tensor(m, names[i]));
+		lua_pushinteger(L, p);
+	} else if (n && !strcmp(k, "shape")) {
+		lua_createtable(L, n->out_ndim, 0);
+		for (int d = 0; d < n->out_ndim; d++) {
+			lua_pushinteger(L, n->out_shape[d]);
+			lua_rawseti(L, -2, d + 1);
+		}
+	} else if (n && !strcmp(k, "macs")) {
+		lua_pushinteger(L, n->macs);
+	} else if (n && !strcmp(k, "in_features")) {
+		lua_pushinteger(L, n->in_features);
+	} else if (n && !strcmp(k, "out_features")) {
+		lua_pushinteger(L, n->out_features);
+	} else if (n && n->op == LT_OP_CONV2D && !strcmp(k, "kernel_size")) {
+		push_pair(L, n->kernel);
+	} else if (n && n->op == LT_OP_CONV2D && !strcmp(k, "stride")) {
+		push_pair(L, n->stride);
+	} else if (n && n->op == LT_OP_CONV2D && !strcmp(k, "padding")) {
+		push_pair(L, n->padding);
+	} else {
+		lua_pushnil(L);
+	}
+	return 1;
+}
+
+static int layer_free(lua_State *L)
+{
+	llayer *l = luaL_checkudata(L, 1, LT_MT_LAYER);
+	lt_bench_unref(l->bench);
+	lt_free(l->name);
+	l->bench = NULL;
+	l->name = NULL;
+	return 0;
+}
+
+static int layer_tostring(lua_State *L)
+{
+	llayer *l = luaL_checkudata(L, 1, LT_MT_LAYER);
+	if (!l->bench) {
+		lua_pushstring(L, "Layer (freed)");
+		return 1;
+	}
+	lt_model *m = lt_bench_staged(l->bench);
+	const lt_node *n = find_node(m, l->name);
+	const char *names[LT_NODE_MAX_PARAMS + 60];
+	int nt = layer_tensors(m, l->name, names, (int)(sizeof names / sizeof *names));
+	char shape[128] = "?";
+	lt_tensor *w = nt ? lt_model_tensor(m, names[0]) : NULL;
+	if (w)
+		lt_shape_format(lt_tensor_ndim(w), lt_tensor_shape(w), shape, sizeof shape);
+	lua_pushfstring(L, "Layer %s (%s, weight %s)", l->name, n ? lt_op_name(n->op) : "?", shape);
+	return 1;
+}
+
+static int layer_len(lua_State *L)
+{
+	llayer *l = check_layer(L, 1);
+	lt_model *m = lt_bench_staged(l->bench);
+	const char *names[LT_NODE_MAX_PARAMS + 60];
+	int nt = layer_tensors(m, l->name, names, (int)(sizeof names / sizeof *names));
+	int64_t p = 0;
+	for (int i = 0; i < nt; i++)
+		p += lt_tensor_numel(lt_model_tensor(m, names[i]));
+	lua_pushinteger(L, p);
+	return 1;
+}
+
+static int forward_kernel(lua_State *L, lua_CFunction f)
+{
+	lua_settop(L, 2);
+	lua_pushcfunction(L, f);
+	lua_insert(L, 1);
+	lua_call(L, 2, 1);
+	return 1;
+}
+
+static int layer_prune(lua_State *L) { return forward_kernel(L, lt_l_prune); }
+static int layer_cast(lua_State *L) { return forward_kernel(L, lt_l_cast); }
+
+static int layer_stats(lua_State *L)
+{
+	llayer *l = check_layer(L, 1);
+	lua_settop(L, 1);
+	lua_getfield(L, 1, "weight");
+	if (lua_isnil(L, -1))
+		return luaL_error(L, "layer '%s' has no weight", l->name);
+	lua_getfield(L, -1, "stats");
+	lua_insert(L, -2);
+	lua_call(L, 1, 1);
+	return 1;
+}
+
+/* ---- targets of kernels ----------------------------------------------- */
+
+/* The tensors a kernel acts on: a bound tensor, a layer's weight (and bias
+ * with bias = true), or every layer's weight of a model (optionally only
+ * the layers named in opts.layers). Pushes a list of names. */
+static void collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench)
+{
+	int with_bias = lt_opt_bool(L, opts, fname, "bias", 0);
+	lua_newtable(L);
+	int list = lua_gettop(L), k = 0;
+	ltensor *t = luaL_testudata(L, target, LT_MT_TENSOR);
+	if (t) {
+		lt_tensor_target(L, t);
+		if (!t->bench)
+			luaL_error(L, "%s: a free tensor is not part of a model (use the model's tensors)", fname);
+		if (t->is_view)
+			luaL_error(L, "%s: apply it to a whole tensor, not a view", fname);
+		*bench = t->bench;
+		lua_pushstring(L, t->name);
+		lua_rawseti(L, list, ++k);
+		return;
+	}
+	lt_model *m;
+	if (luaL_testudata(L, target, LT_MT_LAYER)) {
+		llayer *l = check_layer(L, target);
+		*bench = l->bench;
+		m = lt_bench_staged(l->bench);
+		const char *names[LT_NODE_MAX_PARAMS + 60];
+		int nt = layer_tensors(m, l->name, names, (int)(sizeof names / sizeof *names));
+		for (int i = 0; i < nt; i++) {
+			size_t len = strlen(names[i]);
+			int is_weight = i == 0, is_bias = len > 5 && !strcmp(names[i] + len - 5, ".bias");
+			if (is_weight || (with_bias && is_bias)) {
+				lua_pushstring(L, names[i]);
+				lua_rawseti(L, list, ++k);
+			}
+		}
+		return;
+	}
+	if (!luaL_testudata(L, target, LT_MT_MODEL))
+		luaL_error(L, "%s: expected a model, layer or tensor (got %s)", fname, luaL_typename(L, target));
+	*bench = check_bench(L, target);
+	m = lt_bench_staged(*bench);
+	/* Only these layers? */
+	int only = 0;
+	if (!lua_isnoneornil(L, opts)) {
+		lua_getfield(L, opts, "layers");
+		if (!lua_isnil(L, -1)) {
+			if (!lua_istable(L, -1))
+				luaL_error(L, "%s: option 'layers' must be a list of layer names", fname);
+			only = lua_gettop(L);
+			for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, only); i++) {
+				lua_rawgeti(L, only, i);
+				const char *name = lua_tostring(L, -1);
+				if (!name || !layer_exists(m, name))
+					luaL_error(L, "%s: no layer named '%s'", fname, name ? name : "?");
+				lua_pop(L, 1);
+			}
+		} else {
+			lua_pop(L, 1);
+		}
+	}
+	push_layer_list(L, *bench);
+	int layers = lua_gettop(L);
+	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, layers); i++) {
+		lua_rawgeti(L, layers, i);
+		llayer *l = lua_touserdata(L, -1);
+		int wanted = !only;
+		for (lua_Integer j = 1; only && !wanted && j <= (lua_Integer)lua_rawlen(L, only); j++) {
+			lua_rawgeti(L, only, j);
+			wanted = !strcmp(lua_tostring(L, -1), l->name);
+			lua_pop(L, 1);
+		}
+		const lt_node *n = find_node(m, l->name);
+		/* Batch-norm scales are not weights to prune or quantize. */
+		if (n && (n->op == LT_OP_BATCHNORM1D || n->op == LT_OP_BATCHNORM2D) && !only)
+			wanted = 0;
+		if (wanted) {
+			const char *names[LT_NODE_MAX_PARAMS + 60];
+			int nt = layer_tensors(m, l->name, names, (int)(sizeof names / sizeof *names));
+			for (int s = 0; s < nt; s++) {
+				size_t len = strlen(names[s]);
+				int is_bias = len > 5 && !strcmp(names[s] + len - 5, ".bias");
+				if (s == 0 || (with_bias && is_bias)) {
+					lua_pushstring(L, names[s]);
+					lua_rawseti(L, list, ++k);
+				}
+			}
+		}
+		lua_pop(L, 1);
+	}
+	lua_settop(L, list);
+}
+
+/* Journal `lathe.FNAME(<target>, <opts>)`. */
+static void journal_kernel(lua_State *L, lt_bench *b, const char *fname, int target, int opts)
+{
+	luaL_Buffer buf;
+	luaL_buffinit(L, &buf);
+	luaL_addstring(&buf, "lathe.");
+	luaL_addstring(&buf, fname);
+	luaL_addchar(&buf, '(');
+	lt_journal_value(L, &buf, target, 0);
+	if (!lua_isnoneornil(L, opts)) {
+		luaL_addstring(&buf, ", ");
+		lt_journal_value(L, &buf, opts, 0);
+	}
+	luaL_addchar(&buf, ')');
+	luaL_pushresult(&buf);
+	lt_journal_note(L, b, lua_tostring(L, -1));
+	lua_pop(L, 1);
+}
+
+/* lathe.prune(target, {sparsity= | threshold=, method=, seed=, layers=, bias=}) */
+int lt_l_prune(lua_State *L)
+{
+	static const char *const names[] = {"sparsity", "threshold", "method", "seed", "layers", "bias", NULL};
+	const char *fname = "lathe.prune";
+	lua_settop(L, 2);
+	luaL_checkany(L, 1);
+	lt_check_opts(L, 2, fname, names);
+	if (lua_isnil(L, 2))
+		return luaL_error(L, "%s: give {sparsity = S} (a fraction 0..1) or {threshold = T}", fname);
+	lt_prune_spec spec = {0};
+	const char *method = lt_opt_string(L, 2, fname, "method", "magnitude");
+	if (!strcmp(method, "magnitude"))
+		spec.method = LT_PRUNE_MAGNITUDE;
+	else if (!strcmp(method, "random"))
+		spec.method = LT_PRUNE_RANDOM;
+	else
+		return luaL_error(L, "%s: unknown method '%s' (expected magnitude or random)", fname, method);
+	double sparsity = lt_opt_number(L, 2, fname, "sparsity", NAN);
+	double threshold = lt_opt_number(L, 2, fname, "threshold", NAN);
+	if (isnan(sparsity) == isnan(threshold))
+		return luaL_error(L, "%s: give exactly one of sparsity and threshold", fname);
+	if (!isnan(threshold) && spec.method == LT_PRUNE_RANDOM)
+		return luaL_error(L, "%s: random pruning takes a sparsity, not a threshold", fname);
+	if (!isnan(sparsity) && !(sparsity >= 0 && sparsity <= 1))
+		return luaL_error(L, "%s: sparsity must be between 0 and 1 (got %f)", fname, sparsity);
+	if (!isnan(threshold) && !(threshold >= 0))
+		return luaL_error(L, "%s: threshold must be 0 or more (got %f)", fname, threshold);
+	spec.by_threshold = !isnan(threshold);
+	spec.sparsity = spec.by_threshold ? 0 : sparsity;
+	spec.threshold = (float)threshold;
+	spec.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
+	lt_bench *b = NULL;
+	collect_targets(L, 1, 2, fname, &b);
+	int list = lua_gettop(L);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+	if (n == 0)
+		return luaL_error(L, "%s: nothing to prune (no layer with weights selected)", fname);
+	/* All new tensors first, then stage them: a failure stages nothing. */
+	lt_tensor **made = lua_newuserdatauv(L, (size_t)n * sizeof *made, 0);
+	memset(made, 0, (size_t)n * sizeof *made);
+	lt_err err = {0};
+	int rc = 0;
+	int64_t zeros = 0, total = 0;
+	for (lua_Integer i = 0; i < n && !rc; i++) {
+		lua_rawgeti(L, list, i + 1);
+		lt_tensor *t = lt_model_tensor(lt_bench_staged(b), lua_tostring(L, -1));
+		lua_pop(L, 1);
+		lt_prune_spec s = spec;
+		s.seed = spec.seed + (uint64_t)i; /* a different stream per tensor */
+		if (!(made[i] = lt_prune_tensor(t, &s, &err)))
+			rc = err.code;
+	}
+	for (lua_Integer i = 0; i < n && !rc; i++) {
+		lua_rawgeti(L, list, i + 1);
+		rc = lt_bench_stage_tensor(b, lua_tostring(L, -1), made[i], &err);
+		lua_pop(L, 1);
+		zeros += lt_tensor_count_zeros(made[i]);
+		total += lt_tensor_numel(made[i]);
+	}
+	for (lua_Integer i = 0; i < n; i++)
+		lt_tensor_unref(made[i]);
+	if (rc)
+		return lt_lraise(L, fname, &err);
+	journal_kernel(L, b, "prune", 1, 2);
+	lua_createtable(L, 0, 3);
+	lua_pushvalue(L, list);
+	lua_setfield(L, -2, "tensors");
+	lua_pushinteger(L, zeros);
+	lua_setfield(L, -2, "zeros");
+	lua_pushnumber(L, total ? (double)zeros / (double)total : 0.0);
+	lua_setfield(L, -2, "sparsity");
+	return 1;
+}
+
+/* lathe.cast(target, {dtype = "f16" | "bf16" | "f32", layers=, bias=}) */
+int lt_l_cast(lua_State *L)
+{
+	static const char *const names[] = {"dtype", "layers", "bias", NULL};
+	const char *fname = "lathe.cast";
+	lua_settop(L, 2);
+	luaL_checkany(L, 1);
+	lt_check_opts(L, 2, fname, names);
+	const char *dt = lt_opt_string(L, 2, fname, "dtype", NULL);
+	if (!dt)
+		return luaL_error(L, "%s: give {dtype = \"f16\"} (f16, bf16 or f32)", fname);
+	lt_dtype dtype;
+	if (!strcmp(dt, "f16"))
+		dtype = LT_F16;
+	else if (!strcmp(dt, "bf16"))
+		dtype = LT_BF16;
+	else if (!strcmp(dt, "f32"))
+		dtype = LT_F32;
+	else
+		return luaL_error(L, "%s: unknown dtype '%s' (expected f16, bf16 or f32)", fname, dt);
+	lt_bench *b = NULL;
+	collect_targets(L, 1, 2, fname, &b);
+	int list = lua_gettop(L);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+	lt_tensor **made = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *made, 0);
+	memset(made, 0, (size_t)(n ? n : 1) * sizeof *made);
+	lt_err err = {0};
+	int rc = 0;
+	for (lua_Integer i = 0; i < n && !rc; i++) {
+		lua_rawgeti(L, list, i + 1);
+		lt_tensor *t = lt_model_tensor(lt_bench_staged(b), lua_tostring(L, -1));
+		lua_pop(L, 1);
+		if (!(made[i] = lt_tensor_cast(t, dtype, &err)) ||
+		    (lt_tensor_mask(t) && lt_tensor_set_mask(made[i], lt_tensor_mask(t), &err)))
+			rc = err.code;
+	}
+	for (lua_Integer i = 0; i < n && !rc; i++) {
+		lua_rawgeti(L, list, i + 1);
+		rc = lt_bench_stage_tensor(b, lua_tostring(L, -1), made[i], &err);
+		lua_pop(L, 1);
+	}
+	for (lua_Integer i = 0; i < n; i++)
+		lt_tensor_unref(made[i]);
+	if (rc)
+		return lt_lraise(L, fname, &err);
+	journal_kernel(L, b, "cast", 1, 2);
+	lua_pushvalue(L, list);
+	return 1;
+}
+
+/* ---- fine-tuning ------------------------------------------------------ */
+
+struct train_ctx {
+	lua_State *L;
+	int epochs;
+};
+
+static int train_progress(void *ud, const lt_train_status *st)
+{
+	struct train_ctx *c = ud;
+	if (lt_lua_interrupted())
+		return 1;
+	char detail[128];
+	double done = st->batch < 0 ? st->epoch + 1 : st->epoch + (double)st->batch / (double)(st->batches ? st->batches : 1);
+	snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  acc %.2f%%", st->epoch + 1, st->epochs,
+		 st->loss, 100 * st->acc);
+	lt_lua_progress(c->L, "finetune", done / (double)c->epochs, detail);
+	return 0;
+}
+
+/* lathe.finetune(model, {epochs=1, lr=, opt="adam", batch=128, seed=1,
+ * split="train", limit=0, momentum=0.9, weight_decay=0, schedule="const",
+ * threads=}): train the staged model; pruned (masked) weights stay 0. */
+int lt_l_finetune(lua_State *L)
+{
+	static const char *const names[] = {"epochs", "lr", "opt", "batch", "seed", "split", "limit",
+		"momentum", "weight_decay", "schedule", "threads", NULL};
+	const char *fname = "lathe.finetune";
+	lua_settop(L, 2);
+	lmodel *lm = luaL_testudata(L, 1, LT_MT_MODEL);
+	if (!lm)
+		return luaL_error(L, "%s: expected a model (got %s)", fname, luaL_typename(L, 1));
+	lt_bench *b = lt_model_bench(L, lm);
+	lt_check_opts(L, 2, fname, names);
+	lt_model *stage = lt_bench_staged(b);
+	if (!lt_model_graph(stage))
+		return luaL_error(L, "%s: the model has no architecture (weights only), so it cannot be trained", fname);
+	lt_train_cfg cfg = {0};
+	const char *opt = lt_opt_string(L, 2, fname, "opt", "adam");
+	if (lt_opt_parse(opt, &cfg.opt.kind))
+		return luaL_error(L, "%s: unknown opt '%s' (expected adam, adamw or sgd)", fname, opt);
+	lua_Integer epochs = lt_opt_integer(L, 2, fname, "epochs", 1);
+	lua_Integer batch = lt_opt_integer(L, 2, fname, "batch", 128);
+	lua_Integer threads = lt_opt_integer(L, 2, fname, "threads", lt_cpu_count());
+	lua_Integer limit = lt_opt_integer(L, 2, fname, "limit", 0);
+	double lr = lt_opt_number(L, 2, fname, "lr", cfg.opt.kind == LT_OPT_SGD ? 0.01 : 0.001);
+	if (epochs < 1 || epochs > 100000 || batch < 1 || batch > 65536 || threads < 1 || threads > 256 ||
+	    limit < 0 || !(lr > 0))
+		return luaL_error(L, "%s: epochs, batch and threads must be positive, lr above 0, limit 0 or more", fname);
+	cfg.epochs = (int)epochs;
+	cfg.batch = (int)batch;
+	cfg.threads = (int)threads;
+	cfg.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
+	cfg.opt.lr = (float)lr;
+	cfg.opt.momentum = cfg.opt.kind == LT_OPT_SGD ? (float)lt_opt_number(L, 2, fname, "momentum", 0.9) : 0;
+	cfg.opt.weight_decay = (float)lt_opt_number(L, 2, fname, "weight_decay", 0);
+	const char *sched = lt_opt_string(L, 2, fname, "schedule", "const");
+	if (!strcmp(sched, "const"))
+		cfg.sched = LT_SCHED_CONST;
+	else if (!strcmp(sched, "cosine"))
+		cfg.sched = LT_SCHED_COSINE;
+	else
+		return luaL_error(L, "%s: unknown schedule '%s' (expected const or cosine)", fname, sched);
+	const char *split = lt_opt_string(L, 2, fname, "split", "train");
+	lt_dataset data;
+	lt_lstate_dataset(L, split, limit, &data);
+
+	/* Training writes every parameter: make them the stage's own first. */
+	lt_err err = {0};
+	for (size_t i = 0; i < lt_model_tensor_count(stage); i++)
+		if (!lt_bench_writable(b, lt_model_tensor_name(stage, i), &err))
+			return lt_lraise(L, fname, &err);
+	struct train_ctx ctx = {L, cfg.epochs};
+	int rc = lt_train_run(stage, &data, NULL, &cfg, train_progress, &ctx, &err);
+	lt_lua_progress(L, "finetune", 1.0, NULL);
+	if (rc)
+		/* The stage is half-trained; the atomic call around the statement
+		 * (lt_lua_pcall, lathe.atomic) puts it back. */
+		return lt_lraise(L, fname, &err);
+
+	/* Journal with every setting spelled out, so replay is identical even
+	 * if defaults (or the core count) differ. */
+	lua_createtable(L, 0, 11);
+	lua_pushinteger(L, cfg.epochs); lua_setfield(L, -2, "epochs");
+	lua_pushnumber(L, lr); lua_setfield(L, -2, "lr");
+	lua_pushstring(L, opt); lua_setfield(L, -2, "opt");
+	lua_pushinteger(L, cfg.batch); lua_setfield(L, -2, "batch");
+	lua_pushinteger(L, (lua_Integer)cfg.seed); lua_setfield(L, -2, "seed");
+	lua_pushstring(L, split); lua_setfield(L, -2, "split");
+	lua_pushinteger(L, limit); lua_setfield(L, -2, "limit");
+	if (cfg.opt.kind == LT_OPT_SGD) {
+		lua_pushnumber(L, lt_opt_number(L, 2, fname, "momentum", 0.9));
+		lua_setfield(L, -2, "momentum");
+	}
+	lua_pushnumber(L, lt_opt_number(L, 2, fname, "weight_decay", 0)); lua_setfield(L, -2, "weight_decay");
+	lua_pushstring(L, sched); lua_setfield(L, -2, "schedule");
+	lua_pushinteger(L, cfg.threads); lua_setfield(L, -2, "threads");
+	journal_kernel(L, b, "finetune", 1, lua_gettop(L));
+	lua_pop(L, 1);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* ---- models ----------------------------------------------------------- */
+
+int lt_l_open(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	if (!lt_sandbox_allows(L, path, 0))
+		return luaL_error(L, "lathe.open: %s: reading this file is not allowed in the sandbox", path);
+	lmodel *lm = lua_newuserdatauv(L, sizeof *lm, 0);
+	memset(lm, 0, sizeof *lm);
+	luaL_setmetatable(L, LT_MT_MODEL);
+	lt_err err;
+	lt_model *m = lt_model_open(path, &err);
+	if (!m) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: %s", path, err.msg);
+		return 2;
+	}
+	lt_bench *b = lt_bench_new(m, &err);
+	lt_model_unref(m);
+	if (!b || !(lm->path = lt_strdup(path)) || lt_lstate_add_bench(L, b)) {
+		lt_bench_unref(b);
+		return luaL_error(L, "lathe.open: out of memory");
+	}
+	lm->bench = b;
+	return 1;
+}
+
+static int m_close(lua_State *L)
+{
+	lmodel *lm = luaL_checkudata(L, 1, LT_MT_MODEL);
+	if (lm->bench) {
+		lt_lstate_remove_bench(L, lm->bench);
+		lt_bench_unref(lm->bench);
+	}
+	lt_free(lm->path);
+	lm->bench = NULL;
+	lm->path = NULL;
+	return 0;
+}
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, int64_t v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
+}
+
+static void push_metrics(lua_State *L, const lt_metrics *m)
+{
+	lua_createtable(L, 0, 10);
+	if (m->has_accuracy) {
+		set_num(L, "accuracy", m->accuracy);
+		set_num(L, "loss", m->loss);
+		set_int(L, "images", m->images);
+	}
+	set_int(L, "params", m->params);
+	set_int(L, "nonzeros", m->nonzeros);
+	set_num(L, "sparsity", m->params ? 1.0 - (double)m->nonzeros / (double)m->params : 0.0);
+	set_int(L, "bytes", (int64_t)m->bytes);
+	set_int(L, "size", (int64_t)m->size);
+	set_num(L, "ratio", m->ratio);
+}
+
+/* Metrics of the stage and of the committed model on a split. */
+static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, lt_preview *p)
+{
+	static const char *const names[] = {"split", "limit", "threads", "batch", NULL};
+	lt_check_opts(L, opts, fname, names);
+	const char *split = lt_opt_string(L, opts, fname, "split", "val");
+	lua_Integer limit = lt_opt_integer(L, opts, fname, "limit", 0);
+	lua_Integer threads = lt_opt_integer(L, opts, fname, "threads", 0);
+	lua_Integer batch = lt_opt_integer(L, opts, fname, "batch", 1000);
+	if (limit < 0 || threads < 0 || threads > 256 || batch < 1 || batch > 1000000)
+		luaL_error(L, "%s: limit and threads must be 0 or more, batch positive", fname);
+	lt_preview_opts po = {.threads = (int)threads, .batch = (int)batch};
+	lt_dataset view;
+	char key[64];
+	if (lt_model_graph(lt_bench_committed(b)) || lt_model_graph(lt_bench_staged(b))) {
+		lt_lstate_dataset(L, split, limit, &view);
+		snprintf(key, sizeof key, "%s:%lld", split, (long long)view.n);
+		po.data = &view;
+		po.data_key = key;
+	}
+	lt_err err;
+	if (lt_bench_preview(b, &po, p, &err))
+		lt_lraise(L, fname, &err);
+}
+
+static void push_delta(lua_State *L, const lt_metrics *s, const lt_metrics *c)
+{
+	lua_createtable(L, 0, 8);
+	if (s->has_accuracy && c->has_accuracy) {
+		set_num(L, "accuracy", s->accuracy - c->accuracy);
+		set_num(L, "loss", s->loss - c->loss);
+	}
+	set_int(L, "params", s->params - c->params);
+	set_int(L, "nonzeros", s->nonzeros - c->nonzeros);
+	set_int(L, "bytes", (int64_t)s->bytes - (int64_t)c->bytes);
+	set_int(L, "size", (int64_t)s->size - (int64_t)c->size);
+	set_num(L, "ratio", s->ratio - c->ratio);
+	lua_setfield(L, -2, "delta");
+}
+
+static int preview_tostring(lua_State *L)
+{
+	lua_getfield(L, 1, "committed");
+	int c = lua_gettop(L);
+	lua_getfield(L, 1, "accuracy");
+	lua_getfield(L, c, "accuracy");
+	lua_getfield(L, 1, "size");
+	lua_getfield(L, c, "size");
+	lua_getfield(L, 1, "ratio");
+	double ratio = lua_tonumber(L, -1);
+	double size = lua_tonumber(L, -2), csize = lua_tonumber(L, -3);
+	char acc[96] = "";
+	if (!lua_isnil(L, c + 1) && !lua_isnil(L, c + 2)) {
+		double a = lua_tonumber(L, c + 1), ca = lua_tonumber(L, c + 2);
+		snprintf(acc, sizeof acc, "accuracy %.2f%% -> %.2f%% (%+.2f), ", 100 * ca, 100 * a, 100 * (a - ca));
+	}
+	char buf[256];
+	snprintf(buf, sizeof buf, "preview: %ssize %.1f KiB -> %.1f KiB (%.2fx)", acc, csize / 1024,
+		 size / 1024, ratio);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
+/* m:preview{split="val", limit=0, threads=0, batch=1000} */
+static int m_preview(lua_State *L)
+{
+	lt_bench *b = check_bench(L, 1);
+	lua_settop(L, 2);
+	lt_preview p;
+	run_preview(L, b, 2, "preview", &p);
+	push_metrics(L, &p.staged);
+	push_metrics(L, &p.committed);
+	lua_setfield(L, -2, "committed");
+	push_delta(L, &p.staged, &p.committed);
+	lua_pushboolean(L, p.cached);
+	lua_setfield(L, -2, "cached");
+	lua_pushboolean(L, lt_bench_dirty(b));
+	lua_setfield(L, -2, "staged");
+	lua_pushstring(L, lt_opt_string(L, 2, "preview", "split", "val"));
+	lua_setfield(L, -2, "split");
+	lua_createtable(L, (int)p.n_fidelity, 0);
+	for (size_t i = 0; i < p.n_fidelity; i++) {
+		lua_createtable(L, 0, 3);
+		lua_pushstring(L, p.fidelity[i].name);
+		lua_setfield(L, -2, "tensor");
+		set_num(L, "frobenius", p.fidelity[i].rel_frob);
+		if (!isnan(p.fidelity[i].rel_out))
+			set_num(L, "output", p.fidelity[i].rel_out);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lt_preview_free(&p);
+	lua_setfield(L, -2, "fidelity");
+	lua_createtable(L, 0, 1);
+	lua_pushcfunction(L, preview_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_setmetatable(L, -2);
+	return 1;
+}
+
+/* m:commit([message]) -> step id */
+static int m_commit(lua_State *L)
+{
+	lt_bench *b = check_bench(L, 1);
+	const char *msg = luaL_optstring(L, 2, "");
+	lt_metrics metrics, *mp = NULL;
+	if (lt_lua_commit_preview(L) && lt_bench_dirty(b)) {
+		lua_settop(L, 2);
+		lt_preview p;
+		run_preview(L, b, 3, "commit", &p);
+		metrics = p.staged;
+		mp = &metrics;
+		lt_bench_annotate_head(b, &p.committed);
+		lt_preview_free(&p);
+	}
+	/* The journal line comes first so it is part of this step. */
+	luaL_Buffer buf;
+	luaL_buffinit(L, &buf);
+	luaL_addstring(&buf, "model:commit(");
+	lua_pushstring(L, msg);
+	lt_journal_value(L, &buf, -1, 0);
+	lua_pop(L, 1);
+	luaL_addchar(&buf, ')');
+	luaL_pushresult(&buf);
+	lt_journal_note(L, b, lua_tostring(L, -1));
+	lua_pop(L, 1);
+	lt_err err;
+	if (lt_bench_commit(b, msg, mp, &err))
+		return lt_lraise(L, "commit", &err);
+	lua_pushinteger(L, (lua_Integer)lt_bench_history_len(b) - 1);
+	return 1;
+}
+
+static int m_rollback(lua_State *L)
+{
+	lt_bench *b = check_bench(L, 1);
+	int had = lt_bench_dirty(b);
+	lt_bench_rollback(b);
+	lua_pushboolean(L, had);
+	return 1;
+}
+
+static int m_undo(lua_State *L)
+{
+	lt_bench *b = check_bench(L, 1);
+	lt_err err;
+	if (lt_bench_undo(b, &err))
+		return lt_lraise(L, "undo", &err);
+	lua_pushinteger(L, (lua_Integer)lt_bench_history_len(b) - 1);
+	return 1;
+}
+
+static int m_history(lua_State *L)
+{
+	lt_bench *b = check_bench(L, 1);
+	size_t n = lt_bench_history_len(b);
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		const lt_bench_step *s = lt_bench_history_at(b, i);
+		if (s->has_metrics)
+			push_metrics(L, &s->metrics);
+		else
+			lua_createtable(L, 0, 4);
+		set_int(L, "step", s->id);
+		lua_pushstring(L, s->message);
+		lua_setfield(L, -2, "message");
+		lua_pushstring(L, s->calls);
+		lua_setfield(L, -2, "calls");
+		lua_pushboolean(L, s->undoable);
+		lua_setfield(L, -2, "undoable");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+/* The journal as recipe text. */
+static void push_journal(lua_State *L, lmodel *lm)
+{
+	lt_bench *b = lt_model_bench(L, lm);
+	luaL_Buffer buf;
+	luaL_buffinit(L, &buf);
+	char head[512];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	char when[32];
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+	snprintf(head, sizeof head,
+		 "-- lathe recipe: the committed steps of a session on %s (%s).\n"
+		 "-- Replay it on a fresh copy of that model:\n"
+		 "--   lathe run THIS_FILE.lua MODEL.safetensors -o OUT.safetensors\n"
+		 "local lathe = require \"lathe\"\n"
+		 "assert(model, \"run me with: lathe run RECIPE.lua MODEL\")\n",
+		 lm->path, when);
+	luaL_addstring(&buf, head);
+	size_t n = lt_bench_history_len(b);
+	for (size_t i = 1; i < n; i++) {
+		const lt_bench_step *s = lt_bench_history_at(b, i);
+		snprintf(head, sizeof head, "\n-- step %lld\n", (long long)s->id);
+		luaL_addstring(&buf, head);
+		luaL_addstring(&buf, s->calls);
+	}
+	luaL_pushresult(&buf);
+}
+
+static int m_journal(lua_State *L)
+{
+	push_journal(L, lt_check_model(L, 1));
+	return 1;
+}
+
+static int m_save_recipe(lua_State *L)
+{
+	lmodel *lm = lt_check_model(L, 1);
+	const char *path = luaL_checkstring(L, 2);
+	if (!lt_sandbox_allows(L, path, 1))
+		return luaL_error(L, "save_recipe: %s: writing this file is not allowed in the sandbox", path);
+	push_journal(L, lm);
+	size_t len;
+	const char *text = lua_tolstring(L, -1, &len);
+	/* Temp file + rename, as model saves do: never a half-written recipe. */
+	lua_pushfstring(L, "%s.tmp", path);
+	const char *tmp = lua_tostring(L, -1);
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return luaL_error(L, "save_recipe: %s: cannot create: %s", path, strerror(errno));
+	int ok = fwrite(text, 1, len, f) == len;
+	ok &= fflush(f) == 0;
+	ok &= fclose(f) == 0;
+	if (!ok || rename(tmp, path)) {
+		int e = errno;
+		remove(tmp);
+		return luaL_error(L, "save_recipe: %s: cannot write: %s", path, strerror(e));
+	}
+	return 0;
+}
+
+/* m:save(path, {staged=false}) */
+static int m_save(lua_State *L)
+{
+	static const char *const names[] = {"staged", NULL};
+	lt_bench *b = check_bench(L, 1);
+	const char *path = luaL_checkstring(L, 2);
+	lt_check_opts(L, 3, "save", names);
+	int staged = lt_opt_bool(L, 3, "save", "staged", 0);
+	if (!lt_sandbox_allows(L, path, 1))
+		return luaL_error(L, "save: %s: writing this file is not allowed in the sandbox", path);
+	lt_err err;
+	if (lt_model_save(staged ? lt_bench_staged(b) : lt_bench_committed(b), path, &err))
+		return luaL_error(L, "save: %s: %s", path, err.msg);
+	return 0;
+}
+
+/* m:eval{split="val", limit=0, staged=true, threads=0, batch=1000} */
+static int m_eval(lua_State *L)
+{
+	static const char *const names[] = {"split", "limit", "staged", "threads", "batch", NULL};
+	lt_bench *b = check_bench(L, 1);
+	lt_check_opts(L, 2, "eval", names);
+	lt_model *m = lt_opt_bool(L, 2, "eval", "staged", 1) ? lt_bench_staged(b) : lt_bench_committed(b);
+	if (!lt_model_graph(m))
+		return luaL_error(L, "eval: the model has no architecture (weights only)");
+	lt_dataset view;
+	lt_lstate_dataset(L, lt_opt_string(L, 2, "eval", "split", "val"),
+			  lt_opt_integer(L, 2, "eval", "limit", 0), &view);
+	lt_eval_opts eo = {.batch = (int)lt_opt_integer(L, 2, "eval", "batch", 1000),
+			   .threads = (int)lt_opt_integer(L, 2, "eval", "threads", 0)};
+	if (eo.batch < 1 || eo.threads < 0)
+		return luaL_error(L, "eval: batch must be positive and threads 0 or more");
+	lt_eval_result r;
+	lt_err err;
+	if (lt_eval_run(m, &view, &eo, &r, &err))
+		return lt_lraise(L, "eval", &err);
+	lua_createtable(L, 0, 6);
+	set_num(L, "accuracy", r.top1);
+	set_num(L, "top5", r.top5);
+	set_num(L, "loss", r.loss);
+	set_int(L, "images", r.n);
+	lua_createtable(L, r.n_classes, 0);
+	for (int c = 0; c < r.n_classes; c++) {
+		int64_t right = r.confusion[(size_t)c * r.n_classes + c];
+		lua_pushnumber(L, r.class_total[c] ? (double)right / (double)r.class_total[c] : 0.0);
+		lua_rawseti(L, -2, c + 1);
+	}
+	lua_setfield(L, -2, "per_class");
+	lt_eval_result_free(&r);
+	return 1;
+}
+
+static int m_layer(lua_State *L)
+{
+	lt_bench *b = check_bench(L, 1);
+	const char *name = luaL_checkstring(L, 2);
+	if (!layer_exists(lt_bench_staged(b), name))
+		return luaL_error(L, "no layer named '%s'", name);
+	push_layer(L, b, name);
+	return 1;
+}
+
+static int m_tensor(lua_State *L)
+{
+	lt_bench *b = check_bench(L, 1);
+	lt_push_bound_tensor(L, b, luaL_checkstring(L, 2));
+	return 1;
+}
+
+static int m_tensors(lua_State *L)
+{
+	lt_model *m = lt_bench_staged(check_bench(L, 1));
+	size_t n = lt_model_tensor_count(m);
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushstring(L, lt_model_tensor_name(m, i));
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+/* m:info{staged=true}: sizes (no evaluation). */
+static int m_info(lua_State *L)
+{
+	static const char *const names[] = {"staged", NULL};
+	lt_bench *b = check_bench(L, 1);
+	lt_check_opts(L, 2, "info", names);
+	lt_model *m = lt_opt_bool(L, 2, "info", "staged", 1) ? lt_bench_staged(b) : lt_bench_committed(b);
+	lt_metrics mt;
+	lt_model_size_metrics(m, lt_model_nbytes(lt_bench_committed(b)), &mt);
+	push_metrics(L, &mt);
+	lt_graph *g = lt_model_graph(m);
+	if (g)
+		set_int(L, "macs", lt_graph_macs(g));
+	lua_pushboolean(L, g != NULL);
+	lua_setfield(L, -2, "has_graph");
+	set_int(L, "tensors", (int64_t)lt_model_tensor_count(m));
+	return 1;
+}
+
+static int m_dirty(lua_State *L)
+{
+	lua_pushboolean(L, lt_bench_dirty(check_bench(L, 1)));
+	return 1;
+}
+
+static int m_prune(lua_State *L) { return forward_kernel(L, lt_l_prune); }
+static int m_cast(lua_State *L) { return forward_kernel(L, lt_l_cast); }
+static int m_finetune(lua_State *L) { return forward_kernel(L, lt_l_finetune); }
+
+static int m_tostring(lua_State *L)
+{
+	lmodel *lm = luaL_checkudata(L, 1, LT_MT_MODEL);
+	if (!lm->bench) {
+		lua_pushstring(L, "Model (closed)");
+		return 1;
+	}
+	lt_model *m = lt_bench_staged(lm->bench);
+	char params[32];
+	snprintf(params, sizeof params, "%lld", (long long)lt_model_param_count(m));
+	lua_pushfstring(L, "Model %s (%d tensors, %s parameters%s%s)", lm->path,
+			(int)lt_model_tensor_count(m), params,
+			lt_model_graph(m) ? "" : ", weights only",
+			lt_bench_dirty(lm->bench) ? ", staged changes" : "");
+	return 1;
+}
+
+static int m_len(lua_State *L)
+{
+	push_layer_list(L, check_bench(L, 1));
+	lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+	return 1;
+}
+
+static const char *const model_fields[] = {"path", "layers", "dirty", "has_graph", "version", NULL};
+
+/* m.key: a method, a field, or a layer by name (methods win). */
+static int m_index(lua_State *L)
+{
+	lmodel *lm = lt_check_model(L, 1);
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		lua_getfield(L, lua_upvalueindex(1), lua_tostring(L, 2));
+		if (!lua_isnil(L, -1))
+			return 1;
+	}
+	lt_bench *b = lt_model_bench(L, lm);
+	if (lua_type(L, 2) == LUA_TNUMBER) {
+		push_layer_list(L, b);
+		lua_rawgeti(L, -1, luaL_checkinteger(L, 2));
+		return 1;
+	}
+	const char *k = luaL_checkstring(L, 2);
+	if (!strcmp(k, "path"))
+		lua_pushstring(L, lm->path);
+	else if (!strcmp(k, "layers"))
+		push_layer_list(L, b);
+	else if (!strcmp(k, "dirty"))
+		lua_pushboolean(L, lt_bench_dirty(b));
+	else if (!strcmp(k, "has_graph"))
+		lua_pushboolean(L, lt_model_graph(lt_bench_staged(b)) != NULL);
+	else if (!strcmp(k, "version"))
+		lua_pushinteger(L, (lua_Integer)lt_bench_version(b));
+	else if (layer_exists(lt_bench_staged(b), k))
+		push_layer(L, b, k);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+static const luaL_Reg model_methods[] = {
+	{"preview", m_preview}, {"commit", m_commit}, {"rollback", m_rollback}, {"undo", m_undo},
+	{"history", m_history}, {"journal", m_journal}, {"save_recipe", m_save_recipe},
+	{"save", m_save}, {"eval", m_eval}, {"info", m_info}, {"is_dirty", m_dirty},
+	{"layer", m_layer}, {"tensor", m_tensor}, {"tensors", m_tensors},
+	{"prune", m_prune}, {"cast", m_cast}, {"finetune", m_finetune},
+	{"close", m_close},
+	{NULL, NULL}
+};
+
+static const luaL_Reg model_meta[] = {
+	{"__gc", m_close}, {"__close", m_close}, {"__tostring", m_tostring}, {"__len", m_len},
+	{NULL, NULL}
+};
+
+static const luaL_Reg layer_methods[] = {
+	{"prune", layer_prune}, {"cast", layer_cast}, {"stats", layer_stats}, {"free", layer_free},
+	{NULL, NULL}
+};
+
+static const luaL_Reg layer_meta[] = {
+	{"__gc", layer_free}, {"__close", layer_free}, {"__tostring", layer_tostring}, {"__len", layer_len},
+	{NULL, NULL}
+};
+
+static void make_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,
+		      lua_CFunction index, const char *const *fields)
+{
+	luaL_newmetatable(L, name);
+	luaL_setfuncs(L, meta, 0);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -3, "__methods");
+	lua_pushcclosure(L, index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_createtable(L, 0, 0);
+	for (int i = 0; fields[i]; i++) {
+		lua_pushstring(L, fields[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "__fields");
+	lua_pop(L, 1);
+}
+
+void lt_open_model(lua_State *L)
+{
+	make_type(L, LT_MT_MODEL, model_meta, model_methods, m_index, model_fields);
+	make_type(L, LT_MT_LAYER, layer_meta, layer_methods, layer_index, layer_fields);
+}

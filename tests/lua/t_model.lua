@@ -1,0 +1,119 @@
+-- The lathe.Model API: layers, staging, preview, commit / rollback / undo,
+-- history and journal, atomicity, saving, weights-only fidelity.
+-- Run: lathe lua tests/lua/t_model.lua
+local T = dofile((arg[0]:match("^(.*/)") or "./") .. "tap.lua")
+local lathe = require "lathe"
+
+local path = T.top .. "/samples/lenet5.safetensors"
+local m = assert(lathe.open(path))
+T.ok(tostring(m):find("^Model .*lenet5.safetensors %(8 tensors, 431080 parameters%)"), "tostring", tostring(m))
+T.is(#m, 4, "#model counts layers with weights")
+T.is(m.layers[1].name, "conv1", "layers in graph order")
+T.is(m.conv2.op, "conv2d", "a layer by name")
+T.is(m:layer("fc1").weight.shape[2], 800, "layer weight shape")
+T.is(m.fc2.bias.name, "fc2.bias", "bias tensor")
+T.is(#m.fc1, 400500, "#layer counts its parameters")
+T.is(m.conv1.macs, 288000, "layer MACs")
+T.is(m.conv1.kernel_size[1], 5, "conv attributes")
+T.is(#m:tensors(), 8, "tensor names")
+T.is(m:info().params, 431080, "info: params")
+T.is(m:info().macs, 2293000, "info: MACs")
+
+local nope, msg = lathe.open(T.top .. "/no/such/file.safetensors")
+T.ok(nope == nil and msg:find("no/such/file.safetensors"), "a missing file gives nil, message", msg)
+T.raises(function() m:layer("fc9") end, "no layer named 'fc9'", "unknown layer")
+T.raises(function() m:tensor("fc9.weight") end, "no tensor named 'fc9.weight'", "unknown tensor")
+
+-- Preview of a clean stage equals the committed model.
+local p0 = m:preview{limit = 500}
+T.ok(p0.accuracy and p0.accuracy == p0.committed.accuracy and p0.delta.accuracy == 0, "clean preview")
+T.is(p0.images, 500, "limit respected")
+T.is(p0.ratio, 1.0, "ratio 1 as opened")
+
+-- Stage a prune: the committed model does not move.
+local fc1 = m.fc1.weight
+local before = fc1:stats()
+local r = lathe.prune(m.fc1, {sparsity = 0.9})
+T.near(r.sparsity, 0.9, 1e-9, "prune returns the sparsity it reached")
+T.ok(m.dirty, "stage is dirty")
+T.near(fc1:stats().sparsity, 0.9, 1e-9, "a bound tensor shows the staged values")
+T.is(m:info{staged = false}.nonzeros, m:info{staged = false}.params, "committed sizes unchanged")
+local p1 = m:preview{limit = 500}
+T.ok(not p1.cached and p1.nonzeros < p1.committed.nonzeros and p1.ratio > 1, "preview sees the prune")
+T.ok(p1.delta.accuracy == p1.accuracy - p1.committed.accuracy, "delta = staged - committed")
+T.is(#p1.fidelity, 1, "fidelity lists the changed tensor")
+T.is(p1.fidelity[1].tensor, "fc1.weight", "fidelity names it")
+T.ok(m:preview{limit = 500}.cached, "an unchanged stage is answered from the cache")
+T.ok(tostring(p1):find("^preview: accuracy"), "preview prints a summary", tostring(p1))
+
+-- Rollback.
+T.is(m:rollback(), true, "rollback reports it dropped changes")
+T.is(fc1:stats().l1, before.l1, "rollback restores the values")
+T.ok(not m.dirty, "clean after rollback")
+
+-- Commit, history, undo.
+m:prune{sparsity = 0.5, layers = {"fc1", "conv2"}}
+T.is(m:commit("half of fc1 and conv2"), 1, "commit returns the step")
+T.near(m.conv2.weight:stats().sparsity, 0.5, 1e-9, "model-wide prune limited to layers")
+T.is(m.conv1.weight:stats().zeros, 0, "other layers untouched")
+m.fc2:prune{sparsity = 0.2}
+m:tensor("fc2.bias"):mul(0.5)
+m:commit()
+local h = m:history()
+T.is(#h, 3, "history: opened + 2 steps")
+T.is(h[2].message, "half of fc1 and conv2", "step message")
+T.ok(h[3].calls:find('model:tensor%("fc2.bias"%):mul%(0.5%)'), "journal records the tensor update", h[3].calls)
+T.ok(h[3].calls:find('lathe.prune%(model:layer%("fc2"%), {sparsity = 0.20000000000000001}%)'),
+	"journal records the kernel call exactly", h[3].calls)
+T.is(m:undo(), 1, "undo returns to step 1")
+T.is(m.fc2.weight:stats().zeros, 0, "undone step is gone")
+T.is(#m:history(), 2, "history shortened")
+
+-- Atomicity: a failing unit changes nothing, even after staging and committing.
+local function sum() return m.fc1.weight:stats().l1 + m.conv1.weight:stats().l1 end
+local s0, h0 = sum(), #m:history()
+local ok, e = pcall(lathe.atomic, function()
+	m:prune{sparsity = 0.99}
+	m:commit("doomed")
+	m.conv1.weight:fill(3)
+	error("recipe failed")
+end)
+T.ok(not ok and e:find("recipe failed"), "lathe.atomic re-raises", e)
+T.ok(sum() == s0 and #m:history() == h0 and not m.dirty, "and the model is exactly as before")
+
+-- Option errors.
+T.raises(function() m:prune{sparsty = 0.5} end, "unknown option 'sparsty'", "misspelt option")
+T.raises(function() m:prune{sparsity = 1.5} end, "between 0 and 1", "sparsity range")
+T.raises(function() m:prune{sparsity = 0.5, threshold = 0.1} end, "exactly one of sparsity and threshold", "both")
+T.raises(function() m:prune{sparsity = 0.5, layers = {"fc7"}} end, "no layer named 'fc7'", "unknown layer in list")
+T.raises(function() lathe.prune(42, {sparsity = 0.5}) end, "expected a model, layer or tensor (got number)", "target type")
+T.raises(function() m:preview{split = "nope"} end, "unknown split 'nope'", "bad split")
+T.raises(function() m:cast{dtype = "f8"} end, "unknown dtype 'f8'", "bad dtype")
+
+-- Cast, journal, save and reload.
+m:cast{dtype = "f16", layers = {"fc1"}}
+T.is(m.fc1.weight.dtype, "F16", "cast stages f16")
+m:commit("fc1 to f16")
+local out = T.tmp .. "/lathe-t_model-" .. os.time() .. "-" .. math.random(1e9) .. ".safetensors"
+m:save(out)
+local back = assert(lathe.open(out))
+T.is(back.fc1.weight.dtype, "F16", "saved model keeps the dtype")
+T.is(back.fc1.weight:stats().l1, m.fc1.weight:stats().l1, "saved values")
+T.is(back:eval{limit = 200}.accuracy, m:eval{limit = 200}.accuracy, "saved model evaluates the same")
+local j = m:journal()
+T.ok(j:find("lathe.cast%(model, {dtype = \"f16\", layers = {\"fc1\"}}%)"), "journal has the cast", j)
+back:close()
+os.remove(out)
+T.raises(function() back:info() end, "closed model", "a closed model raises")
+
+-- Weights-only: fidelity instead of accuracy.
+local w = assert(lathe.open(T.top .. "/tests/fixtures/weights_only.safetensors"))
+T.is(w.has_graph, false, "weights-only model")
+T.is(#w.layers, 2, "layers from name prefixes (enc, dec)")
+w.enc.weight:mul(0.5)
+local pw = w:preview()
+T.ok(pw.accuracy == nil, "no accuracy without an architecture")
+T.near(pw.fidelity[1].frobenius, 0.5, 1e-6, "relative Frobenius error")
+T.near(pw.fidelity[1].output, 0.5, 1e-5, "relative output error")
+T.raises(function() w:finetune{} end, "weights only", "no training without an architecture")
+T.done()
