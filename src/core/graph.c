@@ -705,3 +705,12 @@ char *lt_graph_to_json(const lt_graph *g, lt_err *err)
 	json_decref(root);
 	return out;
 }
+
+int lt_graph_is_cut(const lt_graph *g, int v)
+{
+	for (int i = v; i < g->n_nodes; i++)
+		for (int k = 0; k < g->nodes[i].n_inputs; k++)
+			if (g->nodes[i].inputs[k] < v)
+				return 0;
+	return 1;
+}

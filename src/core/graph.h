@@ -88,6 +88,10 @@ int lt_graph_value_ndim(const lt_graph *g, int v);
 const int64_t *lt_graph_value_shape(const lt_graph *g, int v);
 int64_t lt_graph_value_numel(const lt_graph *g, int v);
 
+/* 1 when no node from index v on reads a value below v, so the graph's
+ * tail can run from value v alone (always true for v = 0). */
+int lt_graph_is_cut(const lt_graph *g, int v);
+
 /* Output shape per sample (the last node's value). */
 int64_t lt_graph_out_numel(const lt_graph *g);
 int64_t lt_graph_macs(const lt_graph *g);

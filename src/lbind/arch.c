@@ -20,19 +20,13 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "lbind/sandbox.h"
 
 #define ARCH_FORMAT "lathe-arch-1"
-/* The count hook runs every HOOK_STEP instructions. */
-#define HOOK_STEP 1000
 
-struct sandbox {
-	size_t used;        /* bytes the state holds, as Lua sees them */
-	int limit_hit;      /* a request was refused by the memory cap */
-	int oom;            /* the process allocator failed */
-	long insns;         /* instructions counted so far */
-	int timed_out;      /* the instruction budget is spent */
-
-	/* What to run: a file (path) or a buffer (chunk). */
+/* What to run: a file (path) or a buffer (chunk). The limits are the
+ * sandbox's (lbind/sandbox.c: capped allocator and count hook). */
+struct script {
 	const char *path;
 	const char *chunk;
 	size_t chunk_len;
@@ -41,61 +35,6 @@ struct sandbox {
 };
 
 /* ---- the sandbox ------------------------------------------------------- */
-
-/* lua_Alloc with a byte budget; memory comes from lt_realloc so that the
- * failure-injection tests reach Lua's allocations too. */
-static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-	struct sandbox *sb = ud;
-	if (!ptr)
-		osize = 0; /* osize then encodes the object type */
-	if (nsize == 0) {
-		lt_free(ptr);
-		sb->used -= osize;
-		return NULL;
-	}
-	if (nsize > osize && nsize - osize > LT_LUA_ARCH_MEM_LIMIT - sb->used) {
-		sb->limit_hit = 1;
-		return NULL;
-	}
-	void *p = lt_realloc(ptr, nsize);
-	if (!p) {
-		if (nsize <= osize) {
-			/* A shrink that failed: the old block is big enough. */
-			sb->used -= osize - nsize;
-			return ptr;
-		}
-		sb->oom = 1;
-		return NULL;
-	}
-	sb->used = sb->used - osize + nsize;
-	return p;
-}
-
-static struct sandbox *sandbox_of(lua_State *L)
-{
-	void *ud = NULL;
-	lua_getallocf(L, &ud);
-	return ud;
-}
-
-/* Count hook. Once the budget is spent it fires on every instruction and
- * raises each time, so a script's pcall cannot swallow the error and go on. */
-static void sb_hook(lua_State *L, lua_Debug *ar)
-{
-	struct sandbox *sb = sandbox_of(L);
-	if (!sb->timed_out) {
-		sb->insns += HOOK_STEP;
-		if (sb->insns <= LT_LUA_ARCH_INSN_LIMIT)
-			return;
-		sb->timed_out = 1;
-		lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
-	}
-	lua_getinfo(L, "Sl", ar);
-	lua_pushfstring(L, "%s:%d: architecture script ran too long (more than %d million instructions)",
-			ar->short_src, ar->currentline, (int)(LT_LUA_ARCH_INSN_LIMIT / 1000000));
-	lua_error(L);
-}
 
 /* Message handler: no traceback. Strings already carry Lua's "CHUNK:LINE:"
  * prefix and pass through; other error objects are described, without
@@ -131,27 +70,6 @@ static int is_safe_base(const char *name)
 	return 0;
 }
 
-/* setmetatable without __gc. Lua runs finalizers with hooks off, so a
- * finalizer that loops would hang the process beyond the instruction limit
- * (during a collection, or in lua_close). A __gc field added to the metatable
- * later has no effect in Lua 5.4, so checking here is enough. */
-static int sb_setmetatable(lua_State *L)
-{
-	int t = lua_type(L, 2);
-	luaL_checktype(L, 1, LUA_TTABLE);
-	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
-	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
-		return luaL_error(L, "cannot change a protected metatable");
-	if (t == LUA_TTABLE) {
-		lua_pushliteral(L, "__gc");
-		if (lua_rawget(L, 2) != LUA_TNIL)
-			return luaL_error(L, "finalizers (__gc) are not allowed in architecture scripts");
-	}
-	lua_settop(L, 2);
-	lua_setmetatable(L, 1);
-	return 1;
-}
-
 /* Globals: the whitelisted base functions, string, table and math. */
 static void open_safe_libs(lua_State *L)
 {
@@ -166,8 +84,8 @@ static void open_safe_libs(lua_State *L)
 			lua_rawset(L, -4);
 		}
 	}
-	/* setmetatable, refusing finalizers (see sb_setmetatable). */
-	lua_pushcfunction(L, sb_setmetatable);
+	/* setmetatable refusing finalizers: Lua runs them with hooks off. */
+	lua_pushcfunction(L, lt_sandbox_setmetatable);
 	lua_setfield(L, -2, "setmetatable");
 	lua_pop(L, 1);
 	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
@@ -185,29 +103,29 @@ static void open_safe_libs(lua_State *L)
 }
 
 /* Protected body: set up the globals, load the script, run it. Returns the
- * script's first result, or the load error message with sb->load_status. */
+ * script's first result, or the load error message with sc->load_status. */
 static int sb_main(lua_State *L)
 {
-	struct sandbox *sb = lua_touserdata(L, 1);
+	struct script *sc = lua_touserdata(L, 1);
 	lua_settop(L, 0);
 	open_safe_libs(L);
 	int st;
-	if (sb->path) {
-		st = luaL_loadfilex(L, sb->path, "t");
+	if (sc->path) {
+		st = luaL_loadfilex(L, sc->path, "t");
 	} else {
-		const char *name = sb->chunkname;
+		const char *name = sc->chunkname;
 		if (!name)
 			name = "=(architecture)";
 		else if (name[0] != '=' && name[0] != '@')
 			name = lua_pushfstring(L, "=%s", name);
-		st = luaL_loadbufferx(L, sb->chunk, sb->chunk_len, name, "t");
+		st = luaL_loadbufferx(L, sc->chunk, sc->chunk_len, name, "t");
 	}
 	if (st != LUA_OK) {
-		sb->load_status = st;
+		sc->load_status = st;
 		return 1;
 	}
-	/* The hook stays set: no Lua code runs after the chunk anyway. */
-	lua_sethook(L, sb_hook, LUA_MASKCOUNT, HOOK_STEP);
+	/* The count hook is armed since lt_sandbox_newstate; no Lua code runs
+	 * after the chunk. */
 	lua_call(L, 0, 1);
 	return 1;
 }
@@ -575,38 +493,53 @@ static json_t *conv_value(struct conv *c, int idx, int depth, enum ctx ctx)
 /* ---- driver ------------------------------------------------------------ */
 
 /* The string chunk's name as messages show it. */
-static const char *chunk_label(const struct sandbox *sb)
+static const char *chunk_label(const struct script *sc)
 {
-	const char *name = sb->chunkname;
+	const char *name = sc->chunkname;
 	if (!name)
 		return "the script";
 	return name[0] == '=' || name[0] == '@' ? name + 1 : name;
 }
 
-static void set_run_error(struct sandbox *sb, lua_State *L, int st, lt_err *err)
+static void set_run_error(const struct script *sc, lua_State *L, int st, lt_err *err)
 {
 	const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "unknown error";
-	if (sb->limit_hit && (st == LUA_ERRMEM || st == LUA_ERRERR))
+	int hits = lt_sandbox_hits(L);
+	if ((hits & LT_SANDBOX_HIT_MEM) && (st == LUA_ERRMEM || st == LUA_ERRERR)) {
 		lt_err_set(err, LT_ERANGE, "architecture script used more than %d MiB of memory",
 			   (int)(LT_LUA_ARCH_MEM_LIMIT >> 20));
-	else if (st == LUA_ERRMEM || (st == LUA_ERRERR && sb->oom))
+	} else if (st == LUA_ERRMEM || (st == LUA_ERRERR && (hits & LT_SANDBOX_HIT_NOMEM))) {
 		lt_err_set(err, LT_ENOMEM, "out of memory running the architecture script");
-	else if (sb->timed_out)
-		lt_err_set(err, LT_ERANGE, "%s", msg);
-	else if (st == LUA_ERRFILE)
+	} else if (hits & (LT_SANDBOX_HIT_INSN | LT_SANDBOX_HIT_TIME)) {
+		/* Keep the hook's "CHUNK:LINE: " and say it in this module's words. */
+		int insn = hits & LT_SANDBOX_HIT_INSN;
+		const char *at = strstr(msg, insn ? "instruction limit exceeded" : "time limit exceeded");
+		if (insn)
+			lt_err_set(err, LT_ERANGE, "%.*sarchitecture script ran too long (more than %d million "
+				   "instructions)", at ? (int)(at - msg) : 0, msg, (int)(LT_LUA_ARCH_INSN_LIMIT / 1000000));
+		else
+			lt_err_set(err, LT_ERANGE, "%.*sarchitecture script ran too long (more than %g seconds)",
+				   at ? (int)(at - msg) : 0, msg, LT_LUA_ARCH_TIME_LIMIT);
+	} else if (st == LUA_ERRFILE) {
 		lt_err_set(err, LT_EIO, "%s", msg);
-	else if (!strncmp(msg, "attempt to load a binary chunk", 30))
+	} else if (!strncmp(msg, "attempt to load a binary chunk", 30)) {
 		lt_err_set(err, LT_EFORMAT, "%s is a precompiled Lua chunk; architecture scripts must be source text",
-			   sb->path ? sb->path : chunk_label(sb));
-	else
+			   sc->path ? sc->path : chunk_label(sc));
+	} else {
 		lt_err_set(err, LT_EFORMAT, "%s", msg);
+	}
 }
 
-static char *run(struct sandbox *sb, lt_err *err)
+static char *run(struct script *sc, lt_err *err)
 {
 	char *out = NULL;
 	json_t *root = NULL;
-	lua_State *L = lua_newstate(sb_alloc, sb);
+	const lt_sandbox_cfg cfg = {
+		.mem_limit = LT_LUA_ARCH_MEM_LIMIT,
+		.insn_limit = LT_LUA_ARCH_INSN_LIMIT,
+		.time_limit = LT_LUA_ARCH_TIME_LIMIT,
+	};
+	lua_State *L = lt_sandbox_newstate(&cfg, err);
 	if (!L) {
 		lt_err_set(err, LT_ENOMEM, "out of memory starting the architecture script");
 		return NULL;
@@ -614,12 +547,12 @@ static char *run(struct sandbox *sb, lt_err *err)
 	/* Light C functions and userdata: these pushes cannot fail. */
 	lua_pushcfunction(L, sb_msgh);
 	lua_pushcfunction(L, sb_main);
-	lua_pushlightuserdata(L, sb);
+	lua_pushlightuserdata(L, sc);
 	int st = lua_pcall(L, 1, 1, 1);
 	if (st == LUA_OK)
-		st = sb->load_status;
+		st = sc->load_status;
 	if (st != LUA_OK) {
-		set_run_error(sb, L, st, err);
+		set_run_error(sc, L, st, err);
 		goto done;
 	}
 	if (!lua_istable(L, -1)) {
@@ -648,18 +581,18 @@ static char *run(struct sandbox *sb, lt_err *err)
 	out[size] = '\0';
 done:
 	json_decref(root);
-	lua_close(L);
+	lt_sandbox_close(L);
 	return out;
 }
 
 char *lt_lua_arch_to_json(const char *path, lt_err *err)
 {
-	struct sandbox sb = {.path = path};
-	return run(&sb, err);
+	struct script sc = {.path = path};
+	return run(&sc, err);
 }
 
 char *lt_lua_arch_string_to_json(const char *chunk, const char *chunkname, lt_err *err)
 {
-	struct sandbox sb = {.chunk = chunk, .chunk_len = strlen(chunk), .chunkname = chunkname};
-	return run(&sb, err);
+	struct script sc = {.chunk = chunk, .chunk_len = strlen(chunk), .chunkname = chunkname};
+	return run(&sc, err);
 }

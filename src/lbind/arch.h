@@ -10,7 +10,8 @@
  * gsub, which run in one C call out of the instruction limit's reach): no
  * io, os, package, debug, coroutine, load, loadfile, dofile, require,
  * collectgarbage or print. It may use at most 64 MiB of
- * memory and about 10 million VM instructions; binary chunks are refused.
+ * memory, about 10 million VM instructions and 60 seconds (the allocator and
+ * count hook of lbind/sandbox.h); binary chunks are refused.
  * Finalizers are refused too (setmetatable raises on a __gc field), because
  * Lua runs them with hooks off.
  *
@@ -47,7 +48,9 @@
  *               form; a binary chunk; a script that does not return a table
  *               ("the architecture script must return a table (got nil)");
  *               a value that cannot be written as JSON;
- *   LT_ERANGE   the script ran too long or used more than 64 MiB, or the
+ *   LT_ERANGE   the script ran too long ("CHUNK:LINE: architecture script ran
+ *               too long (more than 10 million instructions)", or "... 60
+ *               seconds") or used more than 64 MiB, or the
  *               returned table is too large to write out;
  *   LT_ENOMEM   the process itself ran out of memory. */
 #ifndef LT_LBIND_ARCH_H
@@ -58,6 +61,7 @@
 /* Limits of the sandbox. */
 #define LT_LUA_ARCH_MEM_LIMIT ((size_t)64 << 20)   /* bytes */
 #define LT_LUA_ARCH_INSN_LIMIT 10000000L           /* VM instructions */
+#define LT_LUA_ARCH_TIME_LIMIT 60.0                /* wall seconds */
 #define LT_LUA_ARCH_MAX_DEPTH 32                   /* nested tables */
 #define LT_LUA_ARCH_MAX_VALUES 1000000L            /* JSON values written */
 

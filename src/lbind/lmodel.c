@@ -733,10 +733,11 @@ static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, 
 		luaL_error(L, "%s: limit and threads must be 0 or more, batch positive", fname);
 	lt_preview_opts po = {.threads = (int)threads, .batch = (int)batch};
 	lt_dataset view;
-	char key[64];
+	char key[512];
 	if (lt_model_graph(lt_bench_committed(b)) || lt_model_graph(lt_bench_staged(b))) {
 		lt_lstate_dataset(L, split, limit, &view);
-		snprintf(key, sizeof key, "%s:%lld", split, (long long)view.n);
+		/* The source names the files, so another --data is another key. */
+		snprintf(key, sizeof key, "%s:%lld:%s", split, (long long)view.n, view.source ? view.source : "");
 		po.data = &view;
 		po.data_key = key;
 	}

@@ -54,7 +54,9 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 	if (!g)
 		return lt_err_set(err, LT_ENOTSUP,
 				  "the model has no graph (weights-only file): nothing to evaluate");
-	if (d->item_numel != g->in_numel) {
+	int from = opts && opts->from_data ? opts->from_value : 0;
+	int64_t in_numel = lt_graph_value_numel(g, from);
+	if (!from && d->item_numel != g->in_numel) {
 		char want[96];
 		return lt_err_set(err, LT_EINVAL, "model expects input %s (%lld values) but the dataset has %lld values per item",
 				  lt_shape_format(g->in_ndim, g->in_shape, want, sizeof want),
@@ -77,20 +79,20 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 	r->n_classes = (int)k;
 	r->confusion = lt_calloc((size_t)(k * k), sizeof *r->confusion);
 	r->class_total = lt_calloc((size_t)k, sizeof *r->class_total);
-	x = lt_malloc_array((size_t)batch * (size_t)g->in_numel, sizeof *x);
+	x = from ? NULL : lt_malloc_array((size_t)batch * (size_t)g->in_numel, sizeof *x);
 	out = lt_malloc_array((size_t)batch * (size_t)k, sizeof *out);
-	if (!r->confusion || !r->class_total || !x || !out) {
+	if (!r->confusion || !r->class_total || (!x && !from) || !out) {
 		rc = lt_err_set(err, LT_ENOMEM, "out of memory for batch %d and a %lld-class confusion matrix",
 				batch, (long long)k);
 		goto fail;
 	}
 	for (int64_t first = 0; first < total; first += batch) {
 		int64_t n = total - first < batch ? total - first : batch;
-		rc = lt_dataset_get_batch(d, first, n, g->scale, g->mean, g->std, g->n_norm, x, err);
-		if (rc)
+		const float *in = from ? opts->from_data + first * in_numel : x;
+		if (!from && (rc = lt_dataset_get_batch(d, first, n, g->scale, g->mean, g->std, g->n_norm, x, err)))
 			goto fail;
 		double t0 = lt_seconds();
-		if ((rc = lt_forward_run(f, x, n, out, err)))
+		if ((rc = lt_forward_run_range(f, from, g->n_nodes, in, n, out, err)))
 			goto fail;
 		r->forward_seconds += lt_seconds() - t0;
 		lt_eval_score(r, out, d->labels + first, n, lt_forward_outputs_probs(f));

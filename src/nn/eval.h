@@ -29,6 +29,11 @@ typedef struct lt_eval_opts {
 	int64_t limit;          /* 0 = all */
 	lt_progress_fn progress;
 	void *progress_ud;
+	/* Optional: start at value from_value (a cut of the graph) with its
+	 * activations for every item of the dataset in from_data (item i at
+	 * from_data + i * lt_graph_value_numel), skipping the nodes before. */
+	int from_value;
+	const float *from_data;
 } lt_eval_opts;
 
 /* Evaluate m (must have a graph) on d. Inputs are preprocessed as the

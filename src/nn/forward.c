@@ -183,19 +183,23 @@ int lt_forward_outputs_probs(const lt_forward *f)
 	return f->g->nodes[f->g->n_nodes - 1].op == LT_OP_SOFTMAX;
 }
 
-/* Run every node on b samples starting at x; the last value goes to out. */
-static void run_chunk(lt_forward *f, struct worker *w, const float *x, float *out, int b)
+/* Run nodes [first, last) on b samples whose value `first` starts at x;
+ * value `last` goes to out. */
+static void run_chunk(lt_forward *f, struct worker *w, int first, int last, const float *x,
+		      float *out, int b)
 {
 	const lt_graph *g = f->g;
 	const float *val[g->n_nodes + 1];
-	val[0] = x;
-	for (int i = 0; i < g->n_nodes; i++) {
+	val[first] = x;
+	if (first == last)
+		memcpy(out, x, (size_t)b * (size_t)lt_graph_value_numel(g, first) * sizeof(float));
+	for (int i = first; i < last; i++) {
 		const lt_node *n = &g->nodes[i];
 		int v = n->inputs[0];
 		const float *in = val[v];
 		const int64_t *shape = lt_graph_value_shape(g, v);
 		int64_t numel = (int64_t)b * n->out_numel;
-		float *y = i == g->n_nodes - 1 ? out : w->vals[i + 1];
+		float *y = i == last - 1 ? out : w->vals[i + 1];
 		switch (n->op) {
 		case LT_OP_LINEAR: lt_layers_linear(n, f->bound[i].w, f->bound[i].b, in, y, b); break;
 		case LT_OP_CONV2D:
@@ -229,6 +233,7 @@ static void run_chunk(lt_forward *f, struct worker *w, const float *x, float *ou
 struct span {
 	lt_forward *f;
 	struct worker *w;
+	int first, last;
 	const float *x;
 	float *out;
 	int64_t n;
@@ -237,16 +242,24 @@ struct span {
 static void *run_span(void *arg)
 {
 	struct span *s = arg;
-	int64_t in = s->f->g->in_numel, on = lt_graph_out_numel(s->f->g);
+	int64_t in = lt_graph_value_numel(s->f->g, s->first), on = lt_graph_value_numel(s->f->g, s->last);
 	for (int64_t done = 0; done < s->n; done += s->f->chunk) {
 		int b = (int)(s->n - done < s->f->chunk ? s->n - done : s->f->chunk);
-		run_chunk(s->f, s->w, s->x + done * in, s->out + done * on, b);
+		run_chunk(s->f, s->w, s->first, s->last, s->x + done * in, s->out + done * on, b);
 	}
 	return NULL;
 }
 
 int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err *err)
 {
+	return lt_forward_run_range(f, 0, f->g->n_nodes, x, n, out, err);
+}
+
+int lt_forward_run_range(lt_forward *f, int first, int last, const float *x, int64_t n,
+			 float *out, lt_err *err)
+{
+	if (first < 0 || last > f->g->n_nodes || first > last || !lt_graph_is_cut(f->g, first))
+		return lt_err_set(err, LT_EINVAL, "cannot run nodes %d..%d on their own", first, last);
 	if (n <= 0)
 		return 0;
 	/* Split by sample; a thread gets at least one chunk so small batches
@@ -256,14 +269,14 @@ int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err 
 	struct span spans[T];
 	pthread_t tid[T];
 	int started = 0;
-	int64_t in = f->g->in_numel, on = lt_graph_out_numel(f->g);
+	int64_t in = lt_graph_value_numel(f->g, first), on = lt_graph_value_numel(f->g, last);
 	/* Our threads split the batch, so each GEMM runs on one core. Setting
 	 * this is not free (OpenBLAS re-plans its pool), so only when needed. */
 	if (lt_blas_threads() != 1)
 		lt_blas_set_threads(1);
 	for (int t = 0; t < T; t++) {
 		int64_t lo = n * t / T, hi = n * (t + 1) / T;
-		spans[t] = (struct span){f, &f->work[t], x + lo * in, out + lo * on, hi - lo};
+		spans[t] = (struct span){f, &f->work[t], first, last, x + lo * in, out + lo * on, hi - lo};
 	}
 	for (int t = 1; t < T; t++) {
 		if (pthread_create(&tid[t], NULL, run_span, &spans[t]) != 0)
@@ -276,6 +289,5 @@ int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err 
 		run_span(&spans[t]);
 	for (int t = 1; t <= started; t++)
 		pthread_join(tid[t], NULL);
-	(void)err;
 	return 0;
 }

@@ -24,6 +24,14 @@ void lt_forward_free(lt_forward *f);
  * samples of out_numel floats. */
 int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err *err);
 
+/* Run only nodes [first, last): x holds value `first` of each sample
+ * (lt_graph_value_numel floats; value 0 is the preprocessed input) and out
+ * receives value `last`. Nodes from `first` on must read no earlier value
+ * (lt_graph_is_cut), else LT_EINVAL. This lets a preview start from cached
+ * activations of layers that did not change. */
+int lt_forward_run_range(lt_forward *f, int first, int last, const float *x, int64_t n,
+			 float *out, lt_err *err);
+
 int64_t lt_forward_in_numel(const lt_forward *f);
 int64_t lt_forward_out_numel(const lt_forward *f);
 /* 1 when the graph ends in softmax (outputs are probabilities). */

@@ -6,10 +6,13 @@
 #include "core/mem.h"
 #include "core/rng.h"
 #include "kern/blas.h"
+#include "nn/forward.h"
 
 #define CACHE_SLOTS 4
 #define FIDELITY_SAMPLES 16
 #define FIDELITY_SEED 0x6c61746865ULL /* "lathe" */
+/* Most memory kept for activations of the committed model (see act_cache). */
+#define ACT_BUDGET ((size_t)256 << 20)
 
 /* Cached evaluation of one model state on one data key. */
 struct cache_ent {
@@ -32,8 +35,20 @@ struct step {
 	lt_bench_step pub;
 };
 
+/* Activations of the committed model at one value of its graph, for every
+ * preview image: a staged change that leaves the layers before that value
+ * alone is evaluated from there on, skipping the unchanged prefix. */
+struct act_cache {
+	struct step *step;    /* committed state they belong to (a reference) */
+	char *key;            /* data key */
+	int value;
+	int64_t n;
+	float *data;
+};
+
 struct lt_bench {
 	int refs;
+	struct act_cache act;
 	struct step *head;
 	lt_model *stage;
 	char *stage_calls;    /* never NULL */
@@ -178,6 +193,9 @@ void lt_bench_unref(lt_bench *b)
 	lt_model_unref(b->stage);
 	lt_free(b->stage_calls);
 	cache_clear(b->stage_cache);
+	step_unref(b->act.step);
+	lt_free(b->act.key);
+	lt_free(b->act.data);
 	lt_free(b);
 }
 
@@ -398,6 +416,114 @@ static int measure(lt_bench *b, lt_model *m, const lt_preview_opts *o, lt_metric
 	return 0;
 }
 
+/* Graphs equal in structure (the stage's is a copy of the committed one
+ * unless a structural change replaced it). */
+static int same_graph(const lt_graph *a, const lt_graph *b)
+{
+	if (a->n_nodes != b->n_nodes || a->in_numel != b->in_numel)
+		return 0;
+	for (int i = 0; i < a->n_nodes; i++) {
+		const lt_node *x = &a->nodes[i], *y = &b->nodes[i];
+		if (x->op != y->op || x->out_numel != y->out_numel || x->n_inputs != y->n_inputs ||
+		    memcmp(x->inputs, y->inputs, sizeof x->inputs))
+			return 0;
+		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++)
+			if (!x->params[s] != !y->params[s] || (x->params[s] && strcmp(x->params[s], y->params[s])))
+				return 0;
+	}
+	return 1;
+}
+
+/* Index of the first node whose parameters differ between the stage and the
+ * committed model (n_nodes if none; 0 if the graphs differ). */
+static int first_changed_node(lt_model *stage, lt_model *committed)
+{
+	lt_graph *gs = lt_model_graph(stage), *gc = lt_model_graph(committed);
+	if (!gs || !gc || !same_graph(gs, gc))
+		return 0;
+	for (int i = 0; i < gs->n_nodes; i++)
+		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++) {
+			const char *p = gs->nodes[i].params[s];
+			if (p && lt_model_tensor(stage, p) != lt_model_tensor(committed, p))
+				return i;
+		}
+	return gs->n_nodes;
+}
+
+/* Make b->act hold the committed model's value v on o->data; 0 on success,
+ * 1 when it would not fit the budget (the caller evaluates in full). */
+static int fill_act_cache(lt_bench *b, const lt_preview_opts *o, const char *key, int v, lt_err *err)
+{
+	struct act_cache *a = &b->act;
+	if (a->step == b->head && a->value == v && a->key && !strcmp(a->key, key))
+		return 0;
+	lt_model *m = b->head->model;
+	const lt_graph *g = lt_model_graph(m);
+	const lt_dataset *d = o->data;
+	int64_t numel = lt_graph_value_numel(g, v);
+	if (d->item_numel != g->in_numel || (double)d->n * (double)numel * 4 > (double)ACT_BUDGET)
+		return 1;
+	size_t count = (size_t)(d->n * numel);
+	float *data = lt_malloc_array(count ? count : 1, sizeof *data);
+	int batch = o->batch ? o->batch : 1000;
+	float *x = lt_malloc_array((size_t)batch * (size_t)g->in_numel, sizeof *x);
+	char *k = lt_strdup(key);
+	lt_forward *f = data && x && k ? lt_forward_new(m, o->threads, err) : NULL;
+	int rc = f ? 0 : data && x && k ? err->code : lt_err_set(err, LT_ENOMEM, "out of memory");
+	for (int64_t first = 0; !rc && first < d->n; first += batch) {
+		int64_t n = d->n - first < batch ? d->n - first : batch;
+		rc = lt_dataset_get_batch(d, first, n, g->scale, g->mean, g->std, g->n_norm, x, err);
+		if (!rc)
+			rc = lt_forward_run_range(f, 0, v, x, n, data + first * numel, err);
+		if (!rc && o->progress && o->progress(o->progress_ud, first + n, 2 * d->n))
+			rc = lt_err_set(err, LT_ECANCEL, "cancelled");
+	}
+	lt_forward_free(f);
+	lt_free(x);
+	if (rc) {
+		lt_free(data);
+		lt_free(k);
+		return rc;
+	}
+	step_unref(a->step);
+	lt_free(a->key);
+	lt_free(a->data);
+	a->step = step_ref(b->head);
+	a->key = k;
+	a->value = v;
+	a->n = d->n;
+	a->data = data;
+	return 0;
+}
+
+/* Staged figures, starting from cached committed activations when the
+ * change leaves a prefix of the graph alone. */
+static int measure_staged(lt_bench *b, const lt_preview_opts *o, const char *key, lt_metrics *out, lt_err *err)
+{
+	lt_model *s = b->stage;
+	int v = o->data ? first_changed_node(s, b->head->model) : 0;
+	if (v == 0 || !lt_graph_is_cut(lt_model_graph(s), v))
+		return measure(b, s, o, out, err);
+	int rc = fill_act_cache(b, o, key, v, err);
+	if (rc == 1)
+		return measure(b, s, o, out, err);
+	if (rc)
+		return rc;
+	lt_model_size_metrics(s, b->baseline_bytes, out);
+	lt_eval_opts eo = {.batch = o->batch ? o->batch : 1000, .threads = o->threads,
+			   .progress = o->progress, .progress_ud = o->progress_ud,
+			   .from_value = v, .from_data = b->act.data};
+	lt_eval_result r;
+	if ((rc = lt_eval_run(s, o->data, &eo, &r, err)))
+		return rc;
+	out->has_accuracy = 1;
+	out->accuracy = r.top1;
+	out->loss = r.loss;
+	out->images = r.n;
+	lt_eval_result_free(&r);
+	return 0;
+}
+
 static double gauss(lt_rng *r)
 {
 	/* Box-Muller; 1 - u keeps the log away from 0. */
@@ -495,7 +621,7 @@ int lt_bench_preview(lt_bench *b, const lt_preview_opts *o, lt_preview *out, lt_
 		out->staged = hit->m;
 		out->cached = 1;
 	} else {
-		if ((rc = measure(b, b->stage, o, &out->staged, err)))
+		if ((rc = measure_staged(b, o, key, &out->staged, err)))
 			return rc;
 		cache_put(b->stage_cache, key, b->version, &out->staged);
 	}
