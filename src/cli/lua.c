@@ -149,8 +149,14 @@ static int run(const char *model, const char *data, int sandbox, int interactive
 		lua_pushcfunction(L, open_model);
 		lua_pushstring(L, model);
 		if (lt_repl_call(L, 1, 0, cfg.catch_sigint) != LUA_OK) {
-			fprintf(stderr, "lathe: %s: ", model);
-			lt_repl_print_error(stderr, NULL, NULL, lua_tostring(L, -1), cfg.traceback);
+			/* "lathe: MODEL: message", unless the message names MODEL. */
+			const char *msg = lua_tostring(L, -1);
+			size_t n = strlen(model);
+			if (!msg || strncmp(msg, model, n) || msg[n] != ':')
+				fprintf(stderr, "lathe: %s: ", model);
+			else
+				fputs("lathe: ", stderr);
+			lt_repl_print_error(stderr, NULL, NULL, msg, cfg.traceback);
 			lua_pop(L, 1);
 			rc = EXIT_FAIL;
 			goto done;

@@ -405,6 +405,14 @@ static void collect_targets(lua_State *L, int target, int opts, const char *fnam
 	lua_settop(L, list);
 }
 
+/* The first argument of a kernel must be something it can act on. */
+static void check_target(lua_State *L, int idx, const char *fname)
+{
+	if (!luaL_testudata(L, idx, LT_MT_TENSOR) && !luaL_testudata(L, idx, LT_MT_LAYER) &&
+	    !luaL_testudata(L, idx, LT_MT_MODEL))
+		luaL_error(L, "%s: expected a model, layer or tensor (got %s)", fname, luaL_typename(L, idx));
+}
+
 /* Journal `lathe.FNAME(<target>, <opts>)`. */
 static void journal_kernel(lua_State *L, lt_bench *b, const char *fname, int target, int opts)
 {
@@ -430,7 +438,7 @@ int lt_l_prune(lua_State *L)
 	static const char *const names[] = {"sparsity", "threshold", "method", "seed", "layers", "bias", NULL};
 	const char *fname = "lathe.prune";
 	lua_settop(L, 2);
-	luaL_checkany(L, 1);
+	check_target(L, 1, fname);
 	lt_check_opts(L, 2, fname, names);
 	if (lua_isnil(L, 2))
 		return luaL_error(L, "%s: give {sparsity = S} (a fraction 0..1) or {threshold = T}", fname);
@@ -505,7 +513,7 @@ int lt_l_cast(lua_State *L)
 	static const char *const names[] = {"dtype", "layers", "bias", NULL};
 	const char *fname = "lathe.cast";
 	lua_settop(L, 2);
-	luaL_checkany(L, 1);
+	check_target(L, 1, fname);
 	lt_check_opts(L, 2, fname, names);
 	const char *dt = lt_opt_string(L, 2, fname, "dtype", NULL);
 	if (!dt)
