@@ -24,12 +24,15 @@ static void usage(FILE *out)
 	      "  train ARCH -o OUT [--data DIR] [--epochs N] [--batch N] [--lr X]\n"
 	      "        [--opt adam|adamw|sgd] [--seed N] [--val] ...\n"
 	      "                              train a model in C and save it\n"
+	      "  run RECIPE.lua MODEL [-o OUT] [--data DIR] [--set NAME=VALUE ...] [--sandbox]\n"
+	      "                              run a compression recipe (Lua) headless\n"
+	      "  lua [-m MODEL] [SCRIPT]     Lua with the lathe module; a prompt without SCRIPT\n"
 	      "\n"
 	      "  --help                      this text ('lathe COMMAND --help' for one command)\n"
 	      "  --version                   version and the BLAS kernels in use\n"
 	      "\n"
 	      "With no MODEL, eval uses the bundled sample (samples/lenet5.safetensors).\n"
-	      "See lathe(1).\n",
+	      "See lathe(1) and, for the Lua API, lathe-lua(3).\n",
 	      out);
 }
 

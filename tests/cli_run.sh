@@ -60,8 +60,20 @@ if [ $HAVE_TRAIN = 1 ]; then
 	else
 		skip "saved model loads in PyTorch" "no torch"
 	fi
+	# The same recipe in `lathe lua`, statement by statement from stdin.
+	printf 'dofile(os.getenv("R"))\nmodel:save(os.getenv("OUT"))\nprint(#model:history())\n' >"$T/in.lua"
+	R=$R OUT=$T/lua.safetensors _timeout "$SLOW_LIMIT" "$LATHE" lua -m "$M" <"$T/in.lua" >"$T/out" 2>"$T/err"
+	rc=$?
+	is "example recipe in lathe lua: exit 0" "$rc" 0
+	contains "lathe lua: the recipe committed its two steps" "$T/out" "3"
+	if [ -x "$PY" ] && "$PY" -c 'import torch' >/dev/null 2>&1; then
+		run "$PY" "$TOP_SRCDIR/tests/torch_check.py" "$T/lua.safetensors"
+		is "model saved from lathe lua loads in PyTorch" "$rc" 0
+	else
+		skip "model saved from lathe lua loads in PyTorch" "no torch"
+	fi
 else
-	for d in "example recipe" summary prune fine-tune accuracy sparse evaluates torch; do
+	for d in "example recipe" summary prune fine-tune accuracy sparse evaluates torch lua lua-steps lua-torch; do
 		skip "example recipe: $d" "no training split (apt-get install dataset-fashion-mnist)"
 	done
 fi
