@@ -33,6 +33,8 @@ SRCDIR=$(cd "$SRCDIR" 2>/dev/null && pwd) || { echo "run.sh: no source directory
 INFER=$BUILDDIR/tests/bench/bench_infer
 SGEMM=$BUILDDIR/tests/bench/bench_sgemm
 TRAIN=$BUILDDIR/tests/bench/bench_train
+LATHE_BIN=$BUILDDIR/lathe
+PREVIEW=$HERE/bench_preview.lua
 PEER=$HERE/peer.py
 PEER_TRAIN=$HERE/peer_train.py
 PY=${LATHE_PEER_PYTHON:-/usr/bin/python3}
@@ -43,7 +45,7 @@ if [ -z "${LATHE_DATA:-}" ] && [ ! -d "$DATA" ]; then
 fi
 START=$(date +%s)
 
-for b in "$INFER" "$SGEMM" "$TRAIN"; do
+for b in "$INFER" "$SGEMM" "$TRAIN" "$LATHE_BIN"; do
 	if [ ! -x "$b" ]; then
 		echo "run.sh: $b is missing (run 'make bench', which builds it)" >&2
 		exit 1
@@ -213,6 +215,26 @@ for model in lenet300 lenet5; do
 	done
 done
 
+# ---- preview ------------------------------------------------------------
+# model:preview() on the 5,000 validation images (needs the training file,
+# whose last 5,000 images are the validation split, or a val-* file).
+declare -A P
+PREVIEW_REPS=7
+[ "${LATHE_BENCH_QUICK:-0}" = 1 ] && PREVIEW_REPS=3
+declare -A SUFFIX_LAYER=([lenet300]=fc2 [lenet5]=fc1)
+for model in lenet300 lenet5; do
+	f=$SRCDIR/samples/$model.safetensors
+	echo "$model, preview of 5,000 validation images, $PREVIEW_REPS repeats:" >&2
+	P[$model/lathe]=$(run "lathe preview $model" "$LATHE_BIN" lua "$PREVIEW" "$f" "$DATA" $PREVIEW_REPS ${SUFFIX_LAYER[$model]})
+	for t in 1 2; do
+		if [ $peer_ok = 1 ]; then
+			P[$model/torch$t]=$(run "pytorch eval $model, 5000 images, $t thread(s)" "$PY" "$PEER" "$f" "$DATA" 1000 5000 $PREVIEW_REPS $t)
+		else
+			P[$model/torch$t]=
+		fi
+	done
+done
+
 # ---- training -----------------------------------------------------------
 declare -A T
 if [ $have_train = 1 ]; then
@@ -282,6 +304,36 @@ if [ -s "$CAPS" ]; then
 	echo "its time budget (\$LATHE_PEER_BUDGET_S, default 20 s), it timed only N images"
 	echo "or R repeats (at least 3). Figures are still per image, just noisier."
 fi
+
+echo
+echo "### Preview: staged model on the 5,000 validation images (median ms)"
+echo
+echo "lathe's model:preview() after a staged prune: *full* = every layer pruned, so the whole"
+echo "network runs; *suffix* = only the named layer pruned, so evaluation starts from cached"
+echo "activations of the layers before it (the first such preview fills that cache: *first*);"
+echo "*cached* = the same stage again. The peer is PyTorch evaluating the same model on 5,000"
+echo "images at batch 1000 (what a preview costs without staging); ratio = PyTorch best / lathe full."
+echo
+echo "| model | lathe full | suffix (layer) | first suffix | cached | PyTorch 1 thread | PyTorch 2 threads | ratio (full) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for model in lenet300 lenet5; do
+	L=${P[$model/lathe]}
+	best=''
+	for t in 1 2; do
+		v=$(jget images_per_s "${P[$model/torch$t]}")
+		[ -n "$v" ] || continue
+		ms=$(LC_ALL=C awk -v v="$v" 'BEGIN { printf "%.1f", 5000 / v * 1000 }')
+		eval "pt$t=\$ms"
+		if [ -z "$best" ] || LC_ALL=C awk -v a="$ms" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$ms; fi
+	done
+	if [ $peer_ok = 1 ]; then
+		p1="$(fmt '%s ms' "${pt1:-}")" p2="$(fmt '%s ms' "${pt2:-}")" r=$(ratio "$best" "$(jget full_ms "$L")")
+	else
+		p1="peer unavailable" p2="peer unavailable" r="-"
+	fi
+	echo "| $model | $(fmt '%.1f ms' "$(jget full_ms "$L")") | $(fmt '%.1f ms' "$(jget suffix_ms "$L")") ($(jget layer "$L")) | $(fmt '%.1f ms' "$(jget suffix_first_ms "$L")") | $(fmt '%.2f ms' "$(jget cached_ms "$L")") | $p1 | $p2 | $r |"
+	unset pt1 pt2
+done
 
 echo
 echo "### sgemm ${GM}x${GK}x${GN} (float32, median GFLOP/s)"
