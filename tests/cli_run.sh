@@ -95,6 +95,20 @@ check_error_msg "index error" "e4.lua:2: index 999 out of range (1..784)" "$LATH
 printf '\033Lua' >"$T/bin.lua"
 check_error_msg "binary recipe refused" "binary" "$LATHE" run "$T/bin.lua" "$M"
 
+# ---- Ctrl-C: a clean error, nothing written --------------------------------
+printf 'model:prune{sparsity = 0.5}\nmodel:commit()\nwhile true do end\n' >"$T/loop.lua"
+"$LATHE" run "$T/loop.lua" "$M" -o "$T/loop.safetensors" >"$T/out" 2>"$T/err" &
+pid=$!
+# Wait until the recipe is inside its loop (the prune and commit take a moment).
+i=0
+while [ $i -lt 50 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i + 1)); [ $i -ge 10 ] && break; done
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+is "Ctrl-C in a recipe: exit 1" "$rc" 1
+contains "Ctrl-C: says interrupted with the recipe line" "$T/err" "loop.lua:3: interrupted"
+test -e "$T/loop.safetensors" && not_ok "Ctrl-C: nothing written" || ok "Ctrl-C: nothing written"
+
 # ---- parameters -------------------------------------------------------------
 cat >"$T/p.lua" <<'LUA'
 local P = lathe.params{sparsity = 0.5, name = "x", on = false}

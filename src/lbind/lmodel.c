@@ -728,6 +728,18 @@ static void push_metrics(lua_State *L, const lt_metrics *m)
 	set_num(L, "ratio", m->ratio);
 }
 
+/* Evaluation progress: report it, and stop on Ctrl-C. */
+static int eval_progress(void *ud, int64_t done, int64_t total)
+{
+	lua_State *L = ud;
+	if (lt_lua_interrupted())
+		return 1;
+	char detail[64];
+	snprintf(detail, sizeof detail, "%lld/%lld images", (long long)done, (long long)total);
+	lt_lua_progress(L, "evaluating", total ? (double)done / (double)total : 1.0, detail);
+	return 0;
+}
+
 /* Metrics of the stage and of the committed model on a split. */
 static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, lt_preview *p)
 {
@@ -739,7 +751,8 @@ static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, 
 	lua_Integer batch = lt_opt_integer(L, opts, fname, "batch", 1000);
 	if (limit < 0 || threads < 0 || threads > 256 || batch < 1 || batch > 1000000)
 		luaL_error(L, "%s: limit and threads must be 0 or more, batch positive", fname);
-	lt_preview_opts po = {.threads = (int)threads, .batch = (int)batch};
+	lt_preview_opts po = {.threads = (int)threads, .batch = (int)batch,
+			      .progress = eval_progress, .progress_ud = L};
 	lt_dataset view;
 	char key[512];
 	if (lt_model_graph(lt_bench_committed(b)) || lt_model_graph(lt_bench_staged(b))) {
@@ -750,7 +763,9 @@ static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, 
 		po.data_key = key;
 	}
 	lt_err err;
-	if (lt_bench_preview(b, &po, p, &err))
+	int rc = lt_bench_preview(b, &po, p, &err);
+	lt_lua_progress(L, "evaluating", 1.0, NULL);
+	if (rc)
 		lt_lraise(L, fname, &err);
 }
 
@@ -994,12 +1009,15 @@ static int m_eval(lua_State *L)
 	lt_lstate_dataset(L, lt_opt_string(L, 2, "eval", "split", "val"),
 			  lt_opt_integer(L, 2, "eval", "limit", 0), &view);
 	lt_eval_opts eo = {.batch = (int)lt_opt_integer(L, 2, "eval", "batch", 1000),
-			   .threads = (int)lt_opt_integer(L, 2, "eval", "threads", 0)};
+			   .threads = (int)lt_opt_integer(L, 2, "eval", "threads", 0),
+			   .progress = eval_progress, .progress_ud = L};
 	if (eo.batch < 1 || eo.threads < 0)
 		return luaL_error(L, "eval: batch must be positive and threads 0 or more");
 	lt_eval_result r;
 	lt_err err;
-	if (lt_eval_run(m, &view, &eo, &r, &err))
+	int rc = lt_eval_run(m, &view, &eo, &r, &err);
+	lt_lua_progress(L, "evaluating", 1.0, NULL);
+	if (rc)
 		return lt_lraise(L, "eval", &err);
 	lua_createtable(L, 0, 6);
 	set_num(L, "accuracy", r.top1);
