@@ -81,14 +81,14 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
  * over a huge subject): past the limit plus a grace period, end the process
  * with the usual one-line error. Saves are atomic, so nothing is torn. */
 struct watchdog {
-	double seconds;
+	double limit, grace;
 	const char *recipe;
 };
 
 static void *watchdog_main(void *arg)
 {
 	struct watchdog *w = arg;
-	double end = lt_seconds() + w->seconds;
+	double end = lt_seconds() + w->limit + w->grace;
 	for (;;) {
 		double left = end - lt_seconds();
 		if (left <= 0)
@@ -96,7 +96,7 @@ static void *watchdog_main(void *arg)
 		usleep(left > 1 ? 1000000 : (useconds_t)(left * 1e6) + 1);
 	}
 	char msg[512];
-	int n = snprintf(msg, sizeof msg, "lathe: %s: time limit exceeded (%.0f s)\n", w->recipe, w->seconds);
+	int n = snprintf(msg, sizeof msg, "lathe: %s: time limit exceeded (%.0f s)\n", w->recipe, w->limit);
 	if (n > 0 && write(2, msg, (size_t)n) < 0) {
 		/* nothing more can be reported */
 	}
@@ -113,7 +113,8 @@ static void print_lua_error(const char *where, const char *msg)
 	size_t wl = strlen(where);
 	int placed = !strncmp(msg, where, wl) && msg[wl] == ':';
 	fprintf(stderr, "lathe: %s%s%.*s\n", placed ? "" : where, placed ? "" : ": ", len, msg);
-	if (getenv("LATHE_TRACEBACK") && nl)
+	const char *tb = getenv("LATHE_TRACEBACK");
+	if (tb && *tb && strcmp(tb, "0") && nl)
 		fprintf(stderr, "%s\n", nl + 1);
 }
 
@@ -262,7 +263,8 @@ int cmd_run(int argc, char **argv)
 	lt_lua_set_commit_preview(L, 1);
 	if (sandbox) {
 		static struct watchdog w;
-		w.seconds = (timeout > 0 ? timeout : 600) + 5;
+		w.limit = timeout > 0 ? timeout : 600;
+		w.grace = 5;
 		w.recipe = recipe;
 		pthread_t tid;
 		if (pthread_create(&tid, NULL, watchdog_main, &w) == 0)

@@ -206,7 +206,8 @@ int lt_tensor_shared(const lt_tensor *t)
 lt_tensor *lt_tensor_clone(lt_tensor *t, lt_err *err)
 {
 	lt_tensor *c;
-	if (t->blob && !t->f32_owned) {
+	/* Still the file's bytes (converted or not) unless written. */
+	if (t->blob && !(t->f32_owned && t->raw == (const void *)t->f32)) {
 		c = lt_tensor_from_bytes(t->dtype, t->ndim, t->shape, t->blob, t->raw, err);
 	} else {
 		c = lt_tensor_new(t->ndim, t->shape, err);

@@ -32,6 +32,7 @@ typedef struct ltensor {
 	int ndim;
 	int64_t shape[LT_MAX_DIMS];
 	int64_t strides[LT_MAX_DIMS];
+	lt_dtype write_dtype; /* stored dtype before the write in progress */
 } ltensor;
 
 /* Per-state data: open benches (for atomic calls), data directory, loaded
@@ -77,10 +78,24 @@ int lt_l_prune(lua_State *L);
 int lt_l_cast(lua_State *L);
 int lt_l_finetune(lua_State *L);
 
+/* A string builder held by a userdata on the stack (its __gc frees the
+ * bytes, so a Lua error while building leaks nothing). Unlike luaL_Buffer,
+ * other values may be pushed and popped above it while it grows. */
+typedef struct lt_sbuf {
+	char *p;
+	size_t n, cap;
+} lt_sbuf;
+lt_sbuf *lt_sbuf_new(lua_State *L);             /* pushes the holder */
+void lt_sbuf_add(lua_State *L, lt_sbuf *b, const char *s, size_t len);
+void lt_sbuf_adds(lua_State *L, lt_sbuf *b, const char *s);
+void lt_sbuf_addc(lua_State *L, lt_sbuf *b, char c);
+/* Replace the holder (at stack index idx) by the string built. */
+void lt_sbuf_result(lua_State *L, lt_sbuf *b, int idx);
+
 /* Journal: append the Lua text of value idx (numbers exactly, strings
  * quoted, tables as constructors with sorted keys, model objects as their
  * expressions) to b. Raises for values that cannot be written. */
-void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth);
+void lt_journal_value(lua_State *L, lt_sbuf *b, int idx, int depth);
 /* Note `call` on the stage of bench; raises on failure. */
 void lt_journal_note(lua_State *L, lt_bench *bench, const char *call);
 

@@ -241,6 +241,62 @@ int lt_opt_bool(lua_State *L, int idx, const char *fname, const char *key, int d
 	return b;
 }
 
+/* ---- string builder --------------------------------------------------- */
+
+static int sbuf_gc(lua_State *L)
+{
+	lt_sbuf *b = lua_touserdata(L, 1);
+	lt_free(b->p);
+	b->p = NULL;
+	return 0;
+}
+
+lt_sbuf *lt_sbuf_new(lua_State *L)
+{
+	lt_sbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
+	memset(b, 0, sizeof *b);
+	if (luaL_newmetatable(L, "lathe.sbuf")) {
+		lua_pushcfunction(L, sbuf_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return b;
+}
+
+void lt_sbuf_add(lua_State *L, lt_sbuf *b, const char *s, size_t len)
+{
+	if (b->n + len + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->n + len + 1)
+			cap *= 2;
+		char *p = lt_realloc(b->p, cap);
+		if (!p)
+			luaL_error(L, "out of memory");
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, len);
+	b->n += len;
+	b->p[b->n] = '\0';
+}
+
+void lt_sbuf_adds(lua_State *L, lt_sbuf *b, const char *s)
+{
+	lt_sbuf_add(L, b, s, strlen(s));
+}
+
+void lt_sbuf_addc(lua_State *L, lt_sbuf *b, char c)
+{
+	lt_sbuf_add(L, b, &c, 1);
+}
+
+void lt_sbuf_result(lua_State *L, lt_sbuf *b, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_pushlstring(L, b->p ? b->p : "", b->n);
+	lua_replace(L, idx);
+}
+
 /* ---- journal values --------------------------------------------------- */
 
 static int is_identifier(const char *s)
@@ -264,7 +320,7 @@ static int key_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth)
+void lt_journal_value(lua_State *L, lt_sbuf *b, int idx, int depth)
 {
 	idx = lua_absindex(L, idx);
 	char num[64];
@@ -272,10 +328,10 @@ void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth)
 		luaL_error(L, "journal: tables nest too deeply to record");
 	switch (lua_type(L, idx)) {
 	case LUA_TNIL:
-		luaL_addstring(b, "nil");
+		lt_sbuf_adds(L, b, "nil");
 		return;
 	case LUA_TBOOLEAN:
-		luaL_addstring(b, lua_toboolean(L, idx) ? "true" : "false");
+		lt_sbuf_adds(L, b, lua_toboolean(L, idx) ? "true" : "false");
 		return;
 	case LUA_TNUMBER:
 		if (lua_isinteger(L, idx)) {
@@ -291,7 +347,7 @@ void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth)
 				snprintf(num, sizeof num, "%.17g%s", x,
 					 x == floor(x) && fabs(x) < 1e16 ? ".0" : "");
 		}
-		luaL_addstring(b, num);
+		lt_sbuf_adds(L, b, num);
 		return;
 	case LUA_TSTRING: {
 		/* %q-style quoting through string.format, so any byte survives. */
@@ -300,30 +356,30 @@ void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth)
 		lua_pop(L, 1);
 		size_t len;
 		const char *s = lua_tolstring(L, idx, &len);
-		luaL_addchar(b, '"');
+		lt_sbuf_addc(L, b, '"');
 		for (size_t i = 0; i < len; i++) {
 			unsigned char c = (unsigned char)s[i];
 			if (c == '"' || c == '\\') {
-				luaL_addchar(b, '\\');
-				luaL_addchar(b, (char)c);
+				lt_sbuf_addc(L, b, '\\');
+				lt_sbuf_addc(L, b, (char)c);
 			} else if (c < 32 || c == 127) {
 				snprintf(num, sizeof num, "\\%03d", c);
-				luaL_addstring(b, num);
+				lt_sbuf_adds(L, b, num);
 			} else {
-				luaL_addchar(b, (char)c);
+				lt_sbuf_addc(L, b, (char)c);
 			}
 		}
-		luaL_addchar(b, '"');
+		lt_sbuf_addc(L, b, '"');
 		(void)have;
 		return;
 	}
 	case LUA_TTABLE: {
 		luaL_checkstack(L, 8, "journal");
 		lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-		luaL_addchar(b, '{');
+		lt_sbuf_addc(L, b, '{');
 		for (lua_Integer i = 1; i <= n; i++) {
 			if (i > 1)
-				luaL_addstring(b, ", ");
+				lt_sbuf_adds(L, b, ", ");
 			lua_rawgeti(L, idx, i);
 			lt_journal_value(L, b, -1, depth + 1);
 			lua_pop(L, 1);
@@ -358,42 +414,42 @@ void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth)
 		qsort(keys, nk, sizeof *keys, key_cmp);
 		for (size_t i = 0; i < nk; i++) {
 			if (i > 0 || n > 0)
-				luaL_addstring(b, ", ");
+				lt_sbuf_adds(L, b, ", ");
 			if (is_identifier(keys[i])) {
-				luaL_addstring(b, keys[i]);
+				lt_sbuf_adds(L, b, keys[i]);
 			} else {
-				luaL_addchar(b, '[');
+				lt_sbuf_addc(L, b, '[');
 				lua_pushstring(L, keys[i]);
 				lt_journal_value(L, b, -1, depth + 1);
 				lua_pop(L, 1);
-				luaL_addchar(b, ']');
+				lt_sbuf_addc(L, b, ']');
 			}
-			luaL_addstring(b, " = ");
+			lt_sbuf_adds(L, b, " = ");
 			lua_getfield(L, idx, keys[i]);
 			lt_journal_value(L, b, -1, depth + 1);
 			lua_pop(L, 1);
 		}
 		lt_free(keys);
-		luaL_addchar(b, '}');
+		lt_sbuf_addc(L, b, '}');
 		return;
 	}
 	case LUA_TUSERDATA: {
 		ltensor *t = luaL_testudata(L, idx, LT_MT_TENSOR);
 		if (t && t->bench) {
-			luaL_addstring(b, "model");
-			luaL_addstring(b, t->expr);
+			lt_sbuf_adds(L, b, "model");
+			lt_sbuf_adds(L, b, t->expr);
 			return;
 		}
 		if (luaL_testudata(L, idx, LT_MT_MODEL)) {
-			luaL_addstring(b, "model");
+			lt_sbuf_adds(L, b, "model");
 			return;
 		}
 		if (luaL_testudata(L, idx, LT_MT_LAYER)) {
 			lua_getfield(L, idx, "name");
-			luaL_addstring(b, "model:layer(");
+			lt_sbuf_adds(L, b, "model:layer(");
 			lt_journal_value(L, b, -1, depth + 1);
 			lua_pop(L, 1);
-			luaL_addchar(b, ')');
+			lt_sbuf_addc(L, b, ')');
 			return;
 		}
 		if (t) {
@@ -401,9 +457,9 @@ void lt_journal_value(lua_State *L, luaL_Buffer *b, int idx, int depth)
 			lua_getfield(L, idx, "totable");
 			lua_pushvalue(L, idx);
 			lua_call(L, 1, 1);
-			luaL_addstring(b, "lathe.tensor(");
+			lt_sbuf_adds(L, b, "lathe.tensor(");
 			lt_journal_value(L, b, -1, depth + 1);
-			luaL_addchar(b, ')');
+			lt_sbuf_addc(L, b, ')');
 			lua_pop(L, 1);
 			return;
 		}
@@ -535,9 +591,11 @@ int lt_lua_pcall(lua_State *L, int nargs, int nresults)
 	lua_insert(L, base);
 	int st = atomic_call(L, nargs, nresults, base);
 	lua_remove(L, base);
-	if (st == LUA_OK && lt_sandbox_tripped(L)) {
-		/* A limit was hit and a pcall in the recipe swallowed it. */
-		lua_pop(L, nresults == LUA_MULTRET ? 0 : nresults);
+	if (lt_sandbox_tripped(L) && (st == LUA_OK || st == LUA_ERRMEM)) {
+		/* A limit was hit and a pcall in the recipe swallowed it, or the
+		 * memory limit refused an allocation (Lua then skips the message
+		 * handler): say which limit. */
+		lua_settop(L, base - 1);
 		lua_pushstring(L, lt_sandbox_tripped(L));
 		st = LUA_ERRRUN;
 	}

@@ -98,6 +98,8 @@ static llayer *check_layer(lua_State *L, int idx)
 	llayer *l = luaL_checkudata(L, idx, LT_MT_LAYER);
 	if (!l->bench)
 		luaL_error(L, "attempt to use a freed layer");
+	if (lt_bench_closed(l->bench))
+		luaL_error(L, "layer '%s': its model was closed", l->name);
 	if (!layer_exists(lt_bench_staged(l->bench), l->name))
 		luaL_error(L, "layer '%s' no longer exists", l->name);
 	return l;
@@ -313,14 +315,53 @@ static int layer_stats(lua_State *L)
 
 /* ---- targets of kernels ----------------------------------------------- */
 
+/* The weight / bias tensor of a layer: the graph node's, or NAME.weight /
+ * NAME.bias of a weights-only model. Borrowed name, or NULL. */
+static const char *layer_param(lt_model *m, const char *layer, int slot)
+{
+	const lt_node *n = find_node(m, layer);
+	if (n)
+		return n->params[slot];
+	char want[512];
+	snprintf(want, sizeof want, "%s.%s", layer, slot == LT_P_WEIGHT ? "weight" : "bias");
+	for (size_t i = 0; i < lt_model_tensor_count(m); i++)
+		if (!strcmp(lt_model_tensor_name(m, i), want))
+			return lt_model_tensor_name(m, i);
+	return NULL;
+}
+
+/* Append the tensors of layer `name` to the list at index list. */
+static int add_layer_targets(lua_State *L, lt_model *m, const char *name, int with_bias, int list, int k)
+{
+	const char *w = layer_param(m, name, LT_P_WEIGHT), *b = layer_param(m, name, LT_P_BIAS);
+	if (w) {
+		lua_pushstring(L, w);
+		lua_rawseti(L, list, ++k);
+	}
+	if (with_bias && b) {
+		lua_pushstring(L, b);
+		lua_rawseti(L, list, ++k);
+	}
+	return k;
+}
+
 /* The tensors a kernel acts on: a bound tensor, a layer's weight (and bias
- * with bias = true), or every layer's weight of a model (optionally only
- * the layers named in opts.layers). Pushes a list of names. */
+ * with bias = true), or the weights of a model's layers: all those with a
+ * weight of two or more dimensions (not batch or layer norms), or exactly
+ * the layers named in opts.layers. Pushes a list of names. */
 static void collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench)
 {
 	int with_bias = lt_opt_bool(L, opts, fname, "bias", 0);
+	int has_layers = 0;
+	if (!lua_isnoneornil(L, opts)) {
+		has_layers = lua_getfield(L, opts, "layers") != LUA_TNIL;
+		lua_pop(L, 1);
+	}
 	lua_newtable(L);
 	int list = lua_gettop(L), k = 0;
+	if (has_layers && !luaL_testudata(L, target, LT_MT_MODEL))
+		luaL_error(L, "%s: option 'layers' applies to a model, not to a %s", fname,
+			   luaL_testudata(L, target, LT_MT_LAYER) ? "layer" : "tensor");
 	ltensor *t = luaL_testudata(L, target, LT_MT_TENSOR);
 	if (t) {
 		lt_tensor_target(L, t);
@@ -338,68 +379,39 @@ static void collect_targets(lua_State *L, int target, int opts, const char *fnam
 		llayer *l = check_layer(L, target);
 		*bench = l->bench;
 		m = lt_bench_staged(l->bench);
-		const char *names[LT_NODE_MAX_PARAMS + 60];
-		int nt = layer_tensors(m, l->name, names, (int)(sizeof names / sizeof *names));
-		for (int i = 0; i < nt; i++) {
-			size_t len = strlen(names[i]);
-			int is_weight = i == 0, is_bias = len > 5 && !strcmp(names[i] + len - 5, ".bias");
-			if (is_weight || (with_bias && is_bias)) {
-				lua_pushstring(L, names[i]);
-				lua_rawseti(L, list, ++k);
-			}
-		}
+		if (!layer_param(m, l->name, LT_P_WEIGHT))
+			luaL_error(L, "%s: layer '%s' has no weight tensor", fname, l->name);
+		add_layer_targets(L, m, l->name, with_bias, list, 0);
 		return;
 	}
-	if (!luaL_testudata(L, target, LT_MT_MODEL))
-		luaL_error(L, "%s: expected a model, layer or tensor (got %s)", fname, luaL_typename(L, target));
 	*bench = check_bench(L, target);
 	m = lt_bench_staged(*bench);
-	/* Only these layers? */
-	int only = 0;
-	if (!lua_isnoneornil(L, opts)) {
+	if (has_layers) {
 		lua_getfield(L, opts, "layers");
-		if (!lua_isnil(L, -1)) {
-			if (!lua_istable(L, -1))
-				luaL_error(L, "%s: option 'layers' must be a list of layer names", fname);
-			only = lua_gettop(L);
-			for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, only); i++) {
-				lua_rawgeti(L, only, i);
-				const char *name = lua_tostring(L, -1);
-				if (!name || !layer_exists(m, name))
-					luaL_error(L, "%s: no layer named '%s'", fname, name ? name : "?");
-				lua_pop(L, 1);
-			}
-		} else {
+		if (!lua_istable(L, -1))
+			luaL_error(L, "%s: option 'layers' must be a list of layer names", fname);
+		int only = lua_gettop(L);
+		for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, only); i++) {
+			lua_rawgeti(L, only, i);
+			const char *name = lua_tostring(L, -1);
+			if (!name || !layer_exists(m, name))
+				luaL_error(L, "%s: no layer named '%s'", fname, name ? name : "?");
+			if (!layer_param(m, name, LT_P_WEIGHT))
+				luaL_error(L, "%s: layer '%s' has no weight tensor", fname, name);
+			k = add_layer_targets(L, m, name, with_bias, list, k);
 			lua_pop(L, 1);
 		}
+		lua_settop(L, list);
+		return;
 	}
 	push_layer_list(L, *bench);
 	int layers = lua_gettop(L);
 	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, layers); i++) {
 		lua_rawgeti(L, layers, i);
 		llayer *l = lua_touserdata(L, -1);
-		int wanted = !only;
-		for (lua_Integer j = 1; only && !wanted && j <= (lua_Integer)lua_rawlen(L, only); j++) {
-			lua_rawgeti(L, only, j);
-			wanted = !strcmp(lua_tostring(L, -1), l->name);
-			lua_pop(L, 1);
-		}
-		const lt_node *n = find_node(m, l->name);
-		/* Batch-norm scales are not weights to prune or quantize. */
-		if (n && (n->op == LT_OP_BATCHNORM1D || n->op == LT_OP_BATCHNORM2D) && !only)
-			wanted = 0;
-		if (wanted) {
-			const char *names[LT_NODE_MAX_PARAMS + 60];
-			int nt = layer_tensors(m, l->name, names, (int)(sizeof names / sizeof *names));
-			for (int s = 0; s < nt; s++) {
-				size_t len = strlen(names[s]);
-				int is_bias = len > 5 && !strcmp(names[s] + len - 5, ".bias");
-				if (s == 0 || (with_bias && is_bias)) {
-					lua_pushstring(L, names[s]);
-					lua_rawseti(L, list, ++k);
-				}
-			}
-		}
+		const char *w = layer_param(m, l->name, LT_P_WEIGHT);
+		if (w && lt_tensor_ndim(lt_model_tensor(m, w)) >= 2)
+			k = add_layer_targets(L, m, l->name, with_bias, list, k);
 		lua_pop(L, 1);
 	}
 	lua_settop(L, list);
@@ -416,18 +428,19 @@ static void check_target(lua_State *L, int idx, const char *fname)
 /* Journal `lathe.FNAME(<target>, <opts>)`. */
 static void journal_kernel(lua_State *L, lt_bench *b, const char *fname, int target, int opts)
 {
-	luaL_Buffer buf;
-	luaL_buffinit(L, &buf);
-	luaL_addstring(&buf, "lathe.");
-	luaL_addstring(&buf, fname);
-	luaL_addchar(&buf, '(');
-	lt_journal_value(L, &buf, target, 0);
+	target = lua_absindex(L, target);
+	opts = lua_absindex(L, opts);
+	lt_sbuf *buf = lt_sbuf_new(L);
+	lt_sbuf_adds(L, buf, "lathe.");
+	lt_sbuf_adds(L, buf, fname);
+	lt_sbuf_addc(L, buf, '(');
+	lt_journal_value(L, buf, target, 0);
 	if (!lua_isnoneornil(L, opts)) {
-		luaL_addstring(&buf, ", ");
-		lt_journal_value(L, &buf, opts, 0);
+		lt_sbuf_adds(L, buf, ", ");
+		lt_journal_value(L, buf, opts, 0);
 	}
-	luaL_addchar(&buf, ')');
-	luaL_pushresult(&buf);
+	lt_sbuf_addc(L, buf, ')');
+	lt_sbuf_result(L, buf, -1);
 	lt_journal_note(L, b, lua_tostring(L, -1));
 	lua_pop(L, 1);
 }
@@ -583,7 +596,7 @@ static int train_progress(void *ud, const lt_train_status *st)
 int lt_l_finetune(lua_State *L)
 {
 	static const char *const names[] = {"epochs", "lr", "opt", "batch", "seed", "split", "limit",
-		"momentum", "weight_decay", "schedule", "threads", NULL};
+		"momentum", "weight_decay", "schedule", "threads", "keep_zeros", NULL};
 	const char *fname = "lathe.finetune";
 	lua_settop(L, 2);
 	lmodel *lm = luaL_testudata(L, 1, LT_MT_MODEL);
@@ -611,7 +624,10 @@ int lt_l_finetune(lua_State *L)
 	cfg.threads = (int)threads;
 	cfg.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
 	cfg.opt.lr = (float)lr;
+	if (cfg.opt.kind != LT_OPT_SGD && !isnan(lt_opt_number(L, 2, fname, "momentum", NAN)))
+		return luaL_error(L, "%s: option 'momentum' applies to opt = \"sgd\" only", fname);
 	cfg.opt.momentum = cfg.opt.kind == LT_OPT_SGD ? (float)lt_opt_number(L, 2, fname, "momentum", 0.9) : 0;
+	int keep_zeros = lt_opt_bool(L, 2, fname, "keep_zeros", 1);
 	cfg.opt.weight_decay = (float)lt_opt_number(L, 2, fname, "weight_decay", 0);
 	const char *sched = lt_opt_string(L, 2, fname, "schedule", "const");
 	if (!strcmp(sched, "const"))
@@ -629,6 +645,28 @@ int lt_l_finetune(lua_State *L)
 	for (size_t i = 0; i < lt_model_tensor_count(stage); i++)
 		if (!lt_bench_writable(b, lt_model_tensor_name(stage, i), &err))
 			return lt_lraise(L, fname, &err);
+	/* Weights that are exactly zero without a mask (a pruned model saved
+	 * and opened again: files carry no masks) stay zero too. */
+	lt_graph *g = lt_model_graph(stage);
+	for (int i = 0; keep_zeros && i < g->n_nodes; i++) {
+		const char *wn = g->nodes[i].params[LT_P_WEIGHT];
+		lt_tensor *w = wn ? lt_model_tensor(stage, wn) : NULL;
+		if (!w || lt_tensor_ndim(w) < 2 || lt_tensor_mask(w) || !lt_tensor_count_zeros(w))
+			continue;
+		const float *wv = lt_tensor_data(w, &err);
+		lt_tensor *mask = wv ? lt_tensor_new(lt_tensor_ndim(w), lt_tensor_shape(w), &err) : NULL;
+		float *mv = mask ? lt_tensor_data_mut(mask, &err) : NULL;
+		if (!mv) {
+			lt_tensor_unref(mask);
+			return lt_lraise(L, fname, &err);
+		}
+		for (int64_t j = 0; j < lt_tensor_numel(w); j++)
+			mv[j] = wv[j] != 0.0f;
+		int rc = lt_tensor_set_mask(w, mask, &err);
+		lt_tensor_unref(mask);
+		if (rc)
+			return lt_lraise(L, fname, &err);
+	}
 	struct train_ctx ctx = {L, cfg.epochs};
 	int rc = lt_train_run(stage, &data, NULL, &cfg, train_progress, &ctx, &err);
 	lt_lua_progress(L, "finetune", 1.0, NULL);
@@ -654,6 +692,7 @@ int lt_l_finetune(lua_State *L)
 	lua_pushnumber(L, lt_opt_number(L, 2, fname, "weight_decay", 0)); lua_setfield(L, -2, "weight_decay");
 	lua_pushstring(L, sched); lua_setfield(L, -2, "schedule");
 	lua_pushinteger(L, cfg.threads); lua_setfield(L, -2, "threads");
+	lua_pushboolean(L, keep_zeros); lua_setfield(L, -2, "keep_zeros");
 	journal_kernel(L, b, "finetune", 1, lua_gettop(L));
 	lua_pop(L, 1);
 	lua_pushboolean(L, 1);
@@ -692,6 +731,7 @@ static int m_close(lua_State *L)
 	lmodel *lm = luaL_checkudata(L, 1, LT_MT_MODEL);
 	if (lm->bench) {
 		lt_lstate_remove_bench(L, lm->bench);
+		lt_bench_close(lm->bench);
 		lt_bench_unref(lm->bench);
 	}
 	lt_free(lm->path);
@@ -793,8 +833,7 @@ static int preview_tostring(lua_State *L)
 	lua_getfield(L, 1, "size");
 	lua_getfield(L, c, "size");
 	lua_getfield(L, 1, "ratio");
-	double ratio = lua_tonumber(L, -1);
-	double size = lua_tonumber(L, -2), csize = lua_tonumber(L, -3);
+	double size = lua_tonumber(L, c + 3), csize = lua_tonumber(L, c + 4), ratio = lua_tonumber(L, c + 5);
 	char acc[96] = "";
 	if (!lua_isnil(L, c + 1) && !lua_isnil(L, c + 2)) {
 		double a = lua_tonumber(L, c + 1), ca = lua_tonumber(L, c + 2);
@@ -859,14 +898,13 @@ static int m_commit(lua_State *L)
 		lt_preview_free(&p);
 	}
 	/* The journal line comes first so it is part of this step. */
-	luaL_Buffer buf;
-	luaL_buffinit(L, &buf);
-	luaL_addstring(&buf, "model:commit(");
+	lt_sbuf *buf = lt_sbuf_new(L);
+	lt_sbuf_adds(L, buf, "model:commit(");
 	lua_pushstring(L, msg);
-	lt_journal_value(L, &buf, -1, 0);
+	lt_journal_value(L, buf, -1, 0);
 	lua_pop(L, 1);
-	luaL_addchar(&buf, ')');
-	luaL_pushresult(&buf);
+	lt_sbuf_addc(L, buf, ')');
+	lt_sbuf_result(L, buf, -1);
 	lt_journal_note(L, b, lua_tostring(L, -1));
 	lua_pop(L, 1);
 	lt_err err;
@@ -1072,7 +1110,7 @@ static int m_info(lua_State *L)
 	lt_check_opts(L, 2, "info", names);
 	lt_model *m = lt_opt_bool(L, 2, "info", "staged", 1) ? lt_bench_staged(b) : lt_bench_committed(b);
 	lt_metrics mt;
-	lt_model_size_metrics(m, lt_model_nbytes(lt_bench_committed(b)), &mt);
+	lt_model_size_metrics(m, lt_bench_baseline_bytes(b), &mt);
 	push_metrics(L, &mt);
 	lt_graph *g = lt_model_graph(m);
 	if (g)

@@ -45,14 +45,13 @@ ltensor *lt_push_bound_tensor(lua_State *L, lt_bench *b, const char *name)
 		luaL_error(L, "no tensor named '%s'", name);
 	ltensor *v = push_shell(L);
 	char *n = lt_strdup(name);
-	luaL_Buffer e;
-	luaL_buffinit(L, &e);
-	luaL_addstring(&e, ":tensor(");
+	lt_sbuf *e = lt_sbuf_new(L);
+	lt_sbuf_adds(L, e, ":tensor(");
 	lua_pushstring(L, name);
-	lt_journal_value(L, &e, lua_gettop(L), 0);
+	lt_journal_value(L, e, -1, 0);
 	lua_pop(L, 1);
-	luaL_addstring(&e, ")");
-	luaL_pushresult(&e);
+	lt_sbuf_adds(L, e, ")");
+	lt_sbuf_result(L, e, -1);
 	char *x = lt_strdup(lua_tostring(L, -1));
 	lua_pop(L, 1);
 	if (!n || !x) {
@@ -87,6 +86,8 @@ lt_tensor *lt_tensor_target(lua_State *L, ltensor *v)
 {
 	lt_tensor *t = v->own;
 	if (!t) {
+		if (lt_bench_closed(v->bench))
+			luaL_error(L, "tensor '%s': its model was closed", v->name);
 		t = lt_model_tensor(lt_bench_staged(v->bench), v->name);
 		if (!t)
 			luaL_error(L, "tensor '%s' no longer exists", v->name);
@@ -146,6 +147,7 @@ static float *write_begin(lua_State *L, ltensor *v)
 {
 	lt_err err;
 	lt_tensor *t = lt_tensor_target(L, v);
+	v->write_dtype = lt_tensor_dtype(t);
 	if (v->bench && !(t = lt_bench_writable(v->bench, v->name, &err)))
 		lt_lraise(L, "tensor", &err);
 	float *p = lt_tensor_data_mut(t, &err);
@@ -173,20 +175,30 @@ static void write_end(lua_State *L, ltensor *v, const char *method, int first, i
 	}
 	if (!v->bench)
 		return;
-	luaL_Buffer b;
-	luaL_buffinit(L, &b);
-	luaL_addstring(&b, "model");
-	luaL_addstring(&b, v->expr);
-	luaL_addchar(&b, ':');
-	luaL_addstring(&b, method);
-	luaL_addchar(&b, '(');
+	/* A model tensor keeps its half-precision dtype: the new values are
+	 * rounded to it, as they would be when saved. */
+	if (v->write_dtype == LT_F16 || v->write_dtype == LT_BF16) {
+		lt_err err;
+		lt_tensor *h = lt_tensor_cast(t, v->write_dtype, &err);
+		int rc = !h || (mask && lt_tensor_set_mask(h, mask, &err)) ||
+			 lt_bench_stage_tensor(v->bench, v->name, h, &err);
+		lt_tensor_unref(h);
+		if (rc)
+			lt_lraise(L, "tensor", &err);
+	}
+	lt_sbuf *b = lt_sbuf_new(L);
+	lt_sbuf_adds(L, b, "model");
+	lt_sbuf_adds(L, b, v->expr);
+	lt_sbuf_addc(L, b, ':');
+	lt_sbuf_adds(L, b, method);
+	lt_sbuf_addc(L, b, '(');
 	for (int i = first; i <= last; i++) {
 		if (i > first)
-			luaL_addstring(&b, ", ");
-		lt_journal_value(L, &b, i, 0);
+			lt_sbuf_adds(L, b, ", ");
+		lt_journal_value(L, b, i, 0);
 	}
-	luaL_addchar(&b, ')');
-	luaL_pushresult(&b);
+	lt_sbuf_addc(L, b, ')');
+	lt_sbuf_result(L, b, -1);
 	lt_journal_note(L, v->bench, lua_tostring(L, -1));
 	lua_pop(L, 1);
 }

@@ -290,8 +290,14 @@ int lt_repl_exec(lua_State *L, int catch_sigint)
 {
 	int base = lua_gettop(L) - 1;
 	int st = lt_repl_call(L, 0, LUA_MULTRET, catch_sigint);
-	if (st != LUA_OK)
+	if (st != LUA_OK) {
+		/* Only the message, whatever was left under it. */
+		if (lua_gettop(L) > base + 1) {
+			lua_replace(L, base + 1);
+			lua_settop(L, base + 1);
+		}
 		return st;
+	}
 	int n = lua_gettop(L) - base;
 	if (n == 0) {
 		lua_pushnil(L);
@@ -342,6 +348,8 @@ void lt_repl_print_error(FILE *f, const char *prefix, const char *where, const c
 	if (!msg)
 		msg = "(error object is not a string)";
 	size_t n = lt_repl_error_split(msg, &tb);
+	if (sig_hit && isatty(fileno(f)))
+		fputc('\n', f); /* after the "^C" the terminal echoed */
 	if (prefix)
 		fputs(prefix, f);
 	if (where && !has_position(msg, n))
@@ -912,8 +920,6 @@ static int settle(lua_State *L, const lt_repl_cfg *cfg, int st, const char *wher
 		}
 	}
 	fflush(stdout);
-	if (!where && sig_hit)
-		fputc('\n', stderr); /* after the "^C" the terminal echoed */
 	lt_repl_print_error(stderr, where ? "lathe: " : NULL, where, lua_tostring(L, -1),
 			    cfg->traceback);
 	lua_pop(L, 1);

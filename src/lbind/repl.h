@@ -107,7 +107,9 @@ size_t lt_repl_error_split(const char *msg, const char **traceback);
  * NULL), then "WHERE: " if WHERE is not NULL and the message has no
  * "chunk:line:" position of its own, then the message with its newlines
  * made spaces. With TRACEBACK, the traceback follows on the next lines.
- * MSG may be NULL (a non-string error object). */
+ * MSG may be NULL (a non-string error object). After a call that Ctrl-C
+ * interrupted, on a terminal, it starts on a new line (after the "^C" the
+ * terminal echoed). */
 void lt_repl_print_error(FILE *f, const char *prefix, const char *where, const char *msg,
 			 int traceback);
 

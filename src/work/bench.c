@@ -57,6 +57,7 @@ struct lt_bench {
 	uint64_t version, next_version;
 	size_t baseline_bytes;
 	int undo_limit;
+	int closed;
 	struct cache_ent stage_cache[CACHE_SLOTS];
 };
 
@@ -200,6 +201,9 @@ void lt_bench_unref(lt_bench *b)
 }
 
 lt_model *lt_bench_staged(const lt_bench *b) { return b->stage; }
+size_t lt_bench_baseline_bytes(const lt_bench *b) { return b->baseline_bytes; }
+void lt_bench_close(lt_bench *b) { b->closed = 1; }
+int lt_bench_closed(const lt_bench *b) { return b->closed; }
 lt_model *lt_bench_committed(const lt_bench *b) { return b->head->model; }
 int lt_bench_dirty(const lt_bench *b) { return b->dirty; }
 uint64_t lt_bench_version(const lt_bench *b) { return b->version; }

@@ -85,6 +85,12 @@ void lt_bench_unref(lt_bench *b);
 /* Borrowed models. The staged one is what kernels read and change. */
 lt_model *lt_bench_staged(const lt_bench *b);
 lt_model *lt_bench_committed(const lt_bench *b);
+/* Stored bytes of the model as opened (the baseline of every ratio). */
+size_t lt_bench_baseline_bytes(const lt_bench *b);
+/* A closed bench refuses further use from its front end (Lua objects that
+ * outlive the model check it). */
+void lt_bench_close(lt_bench *b);
+int lt_bench_closed(const lt_bench *b);
 /* 1 when the stage holds changes. */
 int lt_bench_dirty(const lt_bench *b);
 /* Changes whenever the stage does (any write, rollback, commit, undo). */

@@ -106,6 +106,34 @@ back:close()
 os.remove(out)
 T.raises(function() back:info() end, "closed model", "a closed model raises")
 
+-- Fine-tuning (needs the training split): masks hold, and weights that are
+-- exactly zero in a reopened file stay zero (files carry no masks).
+local have_train = pcall(function() m:eval{split = "train", limit = 1} end)
+if have_train then
+	local f = assert(lathe.open(T.top .. "/samples/lenet300.safetensors"))
+	f:prune{sparsity = 0.8, layers = {"fc1"}}
+	f:commit()
+	local saved = T.tmp .. "/lathe-t_model-kz-" .. os.time() .. "-" .. math.random(1e9) .. ".safetensors"
+	f:save(saved)
+	local g = assert(lathe.open(saved))
+	os.remove(saved)
+	local z = g.fc1.weight:stats().zeros
+	lathe.finetune(g, {epochs = 1, limit = 1000})
+	T.is(g.fc1.weight:stats().zeros, z, "fine-tuning a reopened pruned model keeps its zeros")
+	T.ok(g.fc2.weight:stats().l1 ~= f.fc2.weight:stats().l1, "fine-tuning changed the other weights")
+	T.raises(function() lathe.finetune(g, {momentum = 0.5}) end, "applies to opt = \"sgd\" only", "momentum without sgd")
+	T.raises(function() lathe.finetune(g, {epoch = 1}) end, "unknown option 'epoch'", "finetune options checked")
+	T.raises(function() g.fc1:prune{sparsity = 0.5, layers = {"fc2"}} end, "applies to a model, not to a layer",
+		"layers option only for a model")
+	local layer, tensor = g.fc1, g.fc2.weight
+	g:close()
+	T.raises(function() return layer.weight end, "its model was closed", "a layer of a closed model raises")
+	T.raises(function() tensor:mul(2) end, "its model was closed", "a tensor of a closed model raises")
+	T.ok(pcall(function() return f.fc1.weight:stats() end), "other models stay usable")
+else
+	for i = 1, 8 do T.ok(true, "# SKIP no training split") end
+end
+
 -- Weights-only: fidelity instead of accuracy.
 local w = assert(lathe.open(T.top .. "/tests/fixtures/weights_only.safetensors"))
 T.is(w.has_graph, false, "weights-only model")

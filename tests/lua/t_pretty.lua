@@ -134,6 +134,12 @@ local function run()
 	is(F({ 1 }, { depth = 0 }), "{... 1 item}", "depth 0")
 	is(F({ a = {} }, { depth = 1 }), "{a = {}}", "empty table past depth is just {}")
 	is(F({ 1, 2 }, { depth = 0 }), "{... 2 items}", "plural items")
+	local chain = {}
+	local link = chain
+	for _ = 1, 5000 do link.n = {}; link = link.n end
+	local okd, deep_out = pcall(F, chain, { depth = 1e9 })
+	ok(okd and deep_out:find("{... 1 item}", 1, true), "very deep chain with a huge depth: capped, quick",
+		show(deep_out):sub(1, 200))
 
 	-- items ------------------------------------------------------------------
 	local hundred = {}
@@ -229,7 +235,7 @@ local function run()
 	local all_ok, first = true, nil
 	for _ = 1, 300 do
 		local v = gen(0, {})
-		for _, o in ipairs({ {}, { depth = 1, items = 2, width = 10 }, { depth = 8, width = 200 } }) do
+		for _, o in ipairs({ {}, { depth = 1, items = 2, width = 10 }, { depth = 5, width = 200 } }) do
 			local okf, res = pcall(F, v, o)
 			if not okf or type(res) ~= "string" then all_ok, first = false, res break end
 		end
