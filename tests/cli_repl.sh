@@ -55,13 +55,13 @@ printf 'error("multi\\nline")\n' >ml.lua
 check_error_msg "error message with a newline: still one line" "lathe: ml.lua:1: multi line" \
 	"$LATHE" lua ml.lua
 printf 'error("plain", 0)\n' >pos.lua
-check_error_msg "error without a position: 'lathe: SCRIPT: message'" "lathe: pos.lua: plain" \
+check_error_msg "error without a position: still names SCRIPT" "lathe: pos.lua" \
 	"$LATHE" lua pos.lua
 printf 'x = = 1\n' >syn.lua
 check_error_msg "syntax error: 'lathe: SCRIPT:LINE: message'" "lathe: syn.lua:1: unexpected symbol" \
 	"$LATHE" lua syn.lua
 printf 'local a = 1\nif a then\n' >eof.lua
-check_error_msg "syntax error at end of file" "lathe: eof.lua:2: 'end' expected" \
+check_error_msg "syntax error at end of file" "lathe: eof.lua:3: 'end' expected" \
 	"$LATHE" lua eof.lua
 run "$LATHE" lua -e 'local f = io.open("bin.luac", "wb") f:write(string.dump(load("return 1"))) f:close()'
 if [ "$rc" -eq 0 ] && [ -s bin.luac ]; then
@@ -159,7 +159,7 @@ else
 fi
 run sh -c 'printf "print(1)\nfunction h()\n" | "$LATHE" lua'
 is "piped: incomplete chunk at end of input is an error" "$rc $(cat "$T/err")" \
-	"1 lathe: stdin:3: 'end' expected (to close 'function' at line 2) near <eof>"
+	"1 lathe: stdin:2: 'end' expected near <eof>"
 run sh -c 'printf "print(1)\n" | env XDG_STATE_HOME="$1/st" "$LATHE" lua' sh "$T"
 if [ -e "$T/st" ]; then
 	not_ok "piped: no history file"
@@ -167,15 +167,34 @@ else
 	ok "piped: no history file"
 fi
 
+run sh -c 'printf "local x = 1\nerror(\"tb\")\n" | LATHE_TRACEBACK=1 "$LATHE" lua'
+if [ "$(sed -n 1p "$T/err")" = "lathe: stdin:2: tb" ] && sed -n 2p "$T/err" | grep -F 'stack traceback:' >/dev/null; then
+	ok "piped: LATHE_TRACEBACK=1 adds the traceback"
+else
+	not_ok "piped: LATHE_TRACEBACK=1 adds the traceback" "stderr:"
+	diag_file "$T/err"
+fi
+
+check_run "--sandbox: -e runs" "$LATHE" lua --sandbox -e 'print(1 + 1)'
+is "--sandbox: -e output" "$(cat "$T/out")" 2
+run sh -c 'printf "2 * 3\n" | "$LATHE" lua --sandbox'
+is "--sandbox: the piped prompt" "$rc $(cat "$T/out")" "0 6"
+
 # ---- the readline prompt in tmux ----
 if ! command -v tmux >/dev/null 2>&1; then
 	skip "readline prompt in tmux" "tmux not installed"
 	finish
 fi
 
-SOCK=lathe-test-$$
+# A socket per session: a new server on the socket of one that is still
+# shutting down fails to start.
+SOCK=
+nsock=0
 trap 'tmux -L "$SOCK" kill-server >/dev/null 2>&1; rm -rf "$T"' EXIT
 unset TMUX
+# The servers' sockets go under $T, removed at exit.
+TMUX_TMPDIR=$T
+export TMUX_TMPDIR
 TICKS=$((TIME_LIMIT * 10))
 
 pause() {
@@ -199,6 +218,22 @@ wait_for() {
 	return 1
 }
 
+# wait_prompt [PROMPT]: poll until the last non-empty line of the pane is
+# the prompt ">" (or PROMPT), i.e. readline waits for input.  Keys typed
+# before that may meet the terminal in its normal mode (echoed twice, or a
+# Ctrl-D lost).
+wait_prompt() {
+	_wp_i=0
+	while [ $_wp_i -lt $TICKS ]; do
+		screen >"$T/screen"
+		[ "$(awk 'NF { l = $0 } END { sub(/ +$/, "", l); print l }' "$T/screen")" = "${1:->}" ] &&
+			return 0
+		pause
+		_wp_i=$((_wp_i + 1))
+	done
+	return 1
+}
+
 # keys TEXT: type TEXT literally.  press KEY...: tmux key names.
 keys() {
 	tmux -L "$SOCK" send-keys -t t -l "$1"
@@ -217,29 +252,71 @@ expect() {
 	fi
 }
 
-# start STATE_DIR [STDERR]: a new session running lathe lua on a terminal.
-start() {
-	tmux -L "$SOCK" kill-server >/dev/null 2>&1
-	tmux -L "$SOCK" -f /dev/null new-session -d -x 120 -y 40 -s t \
-		"cd '$T' && env INPUTRC=/dev/null XDG_STATE_HOME='$1' '$LATHE' lua ${2:+2>'$2'}; echo \"[exit \$?]\"; exec sleep 600"
+# no_sanitizer DESC: no sanitizer report on the screen.
+no_sanitizer() {
+	screen >"$T/screen"
+	if grep -E 'Sanitizer|runtime error' "$T/screen" >/dev/null; then
+		not_ok "$1" "screen:"
+		diag_file "$T/screen" 40
+	else
+		ok "$1"
+	fi
 }
 
-start "$T/state"
-expect "tty: prompt '> '" '^> $'
+# start STATE_DIR STDERR [ARGS...]: a new session running `lathe lua ARGS`
+# on a terminal (stderr to the file STDERR unless that is empty), then
+# "[exit STATUS]".  Paths must not hold single quotes.
+start() {
+	_st_state=$1
+	_st_err=$2
+	shift 2
+	{
+		# Ctrl-C goes to the whole foreground group: the shell must
+		# live on to print the status (a trap, unlike '', is not
+		# inherited as "ignored" by lathe).
+		printf "trap : INT\ncd '%s' || exit 1\n" "$T"
+		printf "INPUTRC=/dev/null XDG_STATE_HOME='%s' '%s' lua" "$_st_state" "$LATHE"
+		for _st_a; do
+			printf " '%s'" "$_st_a"
+		done
+		[ -n "$_st_err" ] && printf " 2>'%s'" "$_st_err"
+		printf '\necho "[exit $?]"\nexec sleep 600\n'
+	} >"$T/session.sh"
+	[ -n "$SOCK" ] && tmux -L "$SOCK" kill-server >/dev/null 2>&1
+	nsock=$((nsock + 1))
+	SOCK=lathe-test-$$-$nsock
+	tmux -L "$SOCK" -f /dev/null new-session -d -x 120 -y 40 -s t "sh '$T/session.sh'"
+}
+
+# expect_prompt DESC [PROMPT]: one TAP line for wait_prompt.
+expect_prompt() {
+	if wait_prompt "${2:->}"; then
+		ok "$1"
+	else
+		not_ok "$1" "the last line is not '${2:->}':"
+		diag_file "$T/screen" 40
+	fi
+}
+
+start "$T/state" ""
+expect_prompt "tty: prompt '> '"
 keys '1+2'
 press Enter
 expect "tty: expression printed" '^3$'
+wait_prompt
 keys 'function f(a)'
 press Enter
-expect "tty: continuation prompt '>> '" '^>> $'
+expect_prompt "tty: continuation prompt '>> '" '>>'
 keys 'return a*2'
 press Enter
+wait_prompt '>>'
 keys 'end'
 press Enter
-wait_for '^>> end$' && wait_for '^> $'
+wait_prompt
 keys 'f(21)'
 press Enter
 expect "tty: multi-line function defined and called" '^42$'
+wait_prompt
 
 keys 'stri'
 press Tab
@@ -250,66 +327,104 @@ expect "tty: Tab completes a table field (string.up -> string.upper)" '^> string
 keys '("ab")'
 press Enter
 expect "tty: completed call runs" 'AB'
+wait_prompt
 keys 'string.re'
 press Tab Tab
 expect "tty: Tab Tab lists fields (string.re: rep, reverse)" '^rep +reverse'
+wait_prompt '> string.re'
 press C-u
+wait_prompt
 keys 'abc'
+wait_prompt '> abc'
 press C-c
 expect "tty: Ctrl-C at the prompt clears the line" '^> abc\^C$'
-keys 'while true do end'
+wait_prompt
+keys 'print("spin") while true do end'
 press Enter
-wait_for '^> while true do end$'
-pause
-pause
+wait_for '^spin$'
 press C-c
 expect "tty: Ctrl-C interrupts a running statement" 'interrupted$'
-keys '6*7'
+expect_prompt "tty: the prompt comes back after Ctrl-C"
+keys 'for i = 1, 2 do'
 press Enter
-wait_for '^> 6\*7$'
-expect "tty: the prompt goes on after Ctrl-C" '^42$'
+wait_prompt '>>'
+press C-c
+expect_prompt "tty: Ctrl-C at '>> ' goes back to '> '"
+keys '"fresh"'
+press Enter
+expect "tty: Ctrl-C at '>> ' dropped the pending chunk" '^"?fresh"?$'
+wait_prompt
+keys '7*7'
+press Enter
+expect "tty: the prompt goes on" '^49$'
+wait_prompt
 press C-d
 expect "tty: Ctrl-D on an empty line exits 0" '^\[exit 0\]$'
-if grep -E 'Sanitizer|runtime error' "$T/screen" >/dev/null; then
-	not_ok "tty: no sanitizer report" "screen:"
-	diag_file "$T/screen" 40
-else
-	ok "tty: no sanitizer report"
-fi
+no_sanitizer "tty: no sanitizer report"
 
 H=$T/state/lathe/history
-if [ -f "$H" ] && grep -x -F '6*7' "$H" >/dev/null && grep -x -F 'return a*2' "$H" >/dev/null; then
-	ok "tty: history written to \$XDG_STATE_HOME/lathe/history"
+if [ -f "$H" ] && grep -x -F '7*7' "$H" >/dev/null && grep -x -F 'return a*2' "$H" >/dev/null &&
+	! grep -F 'abc' "$H" >/dev/null; then
+	ok "tty: history written to \$XDG_STATE_HOME/lathe/history (not cancelled lines)"
 else
-	not_ok "tty: history written to \$XDG_STATE_HOME/lathe/history" "file:"
+	not_ok "tty: history written to \$XDG_STATE_HOME/lathe/history (not cancelled lines)" "file:"
 	diag_file "$H" 30
 fi
 is "tty: history directory mode 700, file 600" \
 	"$(stat -c %a "$T/state/lathe" 2>/dev/null) $(stat -c %a "$H" 2>/dev/null)" "700 600"
 
-# A new session: Up recalls the last entry, five Ups the function (one
-# entry of three lines).
-start "$T/state"
-wait_for '^> $'
+# A new session: Up recalls the last entry; five more Ups the function
+# (one entry of three lines).
+start "$T/state" ""
+wait_prompt
 press Up
-expect "tty: Up recalls history from the previous session" '^> 6\*7$'
-press Up Up Up Up
+expect "tty: Up recalls history from the previous session" '^> 7\*7$'
+press Up Up Up Up Up
 expect "tty: a multi-line chunk comes back as one entry" '^> function f\(a\)$'
 press Enter
-wait_for '^end$'
+wait_prompt
 keys 'f(5)'
 press Enter
 expect "tty: the recalled chunk runs" '^10$'
+wait_prompt
 press C-d
 wait_for '^\[exit 0\]$'
+no_sanitizer "tty: second session: no sanitizer report"
+
+# Completion of the lathe userdata: methods (__methods) and fields (__fields).
+start "$T/state" "" -m "$F/mlp.safetensors"
+wait_prompt
+keys 'model:pru'
+press Tab
+expect "tty: Tab completes a model method (model:pru -> model:prune)" '^> model:prune$'
+press C-u
+wait_prompt
+keys 'model.pa'
+press Tab
+expect "tty: Tab completes a model field (model.pa -> model.path)" '^> model\.path$'
+press Enter
+expect "tty: the completed field reads" 'mlp\.safetensors'
+wait_prompt
+press C-d
+wait_for '^\[exit 0\]$'
+no_sanitizer "tty: model session: no sanitizer report"
+
+# Ctrl-C stops a script: one-line error, exit 1.
+printf 'print("spin")\nwhile true do end\n' >"$T/spin.lua"
+start "$T/state" "" spin.lua
+wait_for '^spin$'
+press C-c
+expect "tty: Ctrl-C interrupts a script with a one-line error" '^lathe: spin\.lua.*interrupted$'
+expect "tty: an interrupted script exits 1" '^\[exit 1\]$'
 
 # A history file that cannot be written: one warning line, exit 0.
 : >"$T/notadir"
 start "$T/notadir" "$T/hist.err"
-wait_for '^> $'
+wait_prompt
 keys '1'
 press Enter
 wait_for '^1$'
+wait_prompt
 press C-d
 expect "tty: unwritable history still exits 0" '^\[exit 0\]$'
 if [ "$(awk 'END { print NR }' "$T/hist.err")" = 1 ] &&

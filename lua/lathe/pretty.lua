@@ -7,7 +7,8 @@
 --     Never raises on any value and never runs __index, __pairs or __len
 --     (tables are read with next and rawget). opts (all optional):
 --       depth  (3)   table levels expanded; the top table is level 1. A deeper
---                    non-empty table prints as {... 12 items}.
+--                    non-empty table prints as {... 12 items}. At most 100
+--                    (output grows with the square of the depth).
 --       items  (40)  entries shown per table, then "... N more".
 --       width  (72)  a table that fits on one line within this many columns
 --                    (counting its indentation) prints inline,
@@ -39,8 +40,9 @@
 --     trailing spaces. rows is a list of lists (columns 1..n), or a list of
 --     maps with opts.columns naming the keys to show, in order. opts:
 --       columns  list of keys; required for map rows.
---       headers  list of header strings; default: the column names for map
---                rows, none for list rows; false for none.
+--       headers  list of header strings; true: the column keys; false:
+--                none. Default: the column keys when opts.columns is given,
+--                none otherwise.
 --       format   per-column formats, keyed by column key or position: a
 --                printf format ("%.2f") or a function(value, row) returning
 --                the cell text. Default: strings as is, numbers as in
@@ -271,7 +273,9 @@ function pretty.format(value, opts)
 		if indent < 0 or indent > 64 then error("pretty.format: indent must be 0..64 spaces", 2) end
 		indent = rep(" ", indent)
 	end
-	local st = { depth = o.depth, items = o.items, width = o.width, indent = indent, path = {} }
+	-- Each level re-concatenates its subtree and indents it further, so
+	-- the cost grows with depth^3: cap it at a depth no reader wants anyway.
+	local st = { depth = o.depth < 100 and o.depth or 100, items = o.items, width = o.width, indent = indent, path = {} }
 	return render(value, st, 0, 0, 0)
 end
 
