@@ -30,7 +30,8 @@ static const char run_help[] =
 	"                     slice, /usr/share/datasets/fashion-mnist)\n"
 	"  --set NAME=VALUE   set a recipe parameter (repeatable)\n"
 	"  --sandbox          untrusted recipe: no os/io escape, no C modules or binary\n"
-	"                     chunks, files limited to MODEL, RECIPE and OUT, and limits:\n"
+	"                     chunks, reads only MODEL and RECIPE, writes nothing (OUT\n"
+	"                     is written by lathe afterwards), and limits:\n"
 	"  --timeout S        wall-clock seconds (sandbox; default 600)\n"
 	"  --max-memory MIB   Lua heap in MiB (sandbox; default 512)\n"
 	"  --max-instructions N  Lua VM instructions (sandbox; default 2000000000)\n"
@@ -247,8 +248,11 @@ int cmd_run(int argc, char **argv)
 	}
 	rc = EXIT_FAIL;
 
+	/* A sandboxed recipe may read its model and itself and write nothing:
+	 * OUT is written by lathe after the recipe succeeded, so a failing
+	 * recipe cannot leave a half-written OUT behind. */
 	const char *reads[] = {model_path, recipe, NULL};
-	const char *writes[] = {out, NULL};
+	const char *writes[] = {sandbox ? NULL : out, NULL};
 	lt_lua_opts opts = {.data_dir = data, .sandbox = sandbox, .read_paths = reads,
 			    .write_paths = writes, .mem_limit = (size_t)max_mib << 20,
 			    .insn_limit = (long)max_insn, .time_limit = timeout};

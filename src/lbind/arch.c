@@ -100,6 +100,8 @@ static void open_safe_libs(lua_State *L)
 	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
 	luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
 	lua_pop(L, 3);
+	/* string.rep and the table functions that loop in C, bounded. */
+	lt_sandbox_guard_libs(L);
 }
 
 /* Protected body: set up the globals, load the script, run it. Returns the

@@ -11,7 +11,9 @@
  * io, os, package, debug, coroutine, load, loadfile, dofile, require,
  * collectgarbage or print. It may use at most 64 MiB of
  * memory, about 10 million VM instructions and 60 seconds (the allocator and
- * count hook of lbind/sandbox.h); binary chunks are refused.
+ * count hook of lbind/sandbox.h, which also supplies string.rep and the
+ * table functions that loop in C: they count elements as instructions);
+ * binary chunks are refused.
  * Finalizers are refused too (setmetatable raises on a __gc field), because
  * Lua runs them with hooks off.
  *

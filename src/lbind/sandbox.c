@@ -35,6 +35,7 @@ struct sandbox {
 	double start;          /* lt_seconds() at creation */
 	int hits;              /* LT_SANDBOX_HIT_* */
 	int restricted;
+	size_t written;        /* bytes the script wrote to files */
 	char tripped[MSG_MAX]; /* first limit hit, or "" */
 	char **read, **write;  /* canonical paths, NULL-terminated */
 	char **dirs;           /* lua_dirs as given, NULL-terminated */
@@ -378,32 +379,34 @@ static int call_original(lua_State *L)
  * error rather than nil + message, so load(bytecode)() says why it fails. */
 static int sb_load(lua_State *L)
 {
-	int n = lua_gettop(L);
+	int env = lua_gettop(L) >= 4; /* the original tells an absent env from nil */
 	if (lua_type(L, 1) == LUA_TSTRING && lua_tostring(L, 1)[0] == LUA_SIGNATURE[0])
 		return luaL_error(L, "load: binary chunks are not allowed in the sandbox");
+	lua_settop(L, 4);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushvalue(L, 1);
 	lua_pushvalue(L, 2);
 	lua_pushliteral(L, "t");
-	if (n >= 4)
-		lua_pushvalue(L, 4); /* the original tells an absent env from nil */
-	lua_call(L, n >= 4 ? 4 : 3, LUA_MULTRET);
-	return lua_gettop(L) - n;
+	if (env)
+		lua_pushvalue(L, 4);
+	lua_call(L, env ? 4 : 3, LUA_MULTRET);
+	return lua_gettop(L) - 4;
 }
 
 /* loadfile(name, mode, env): text only, allowed paths or stdin. */
 static int sb_loadfile(lua_State *L)
 {
-	int n = lua_gettop(L);
+	int env = lua_gettop(L) >= 3;
 	if (!lua_isnoneornil(L, 1))
 		check_path(L, "loadfile", 1, 0);
+	lua_settop(L, 3);
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_pushvalue(L, 1);
 	lua_pushliteral(L, "t");
-	if (n >= 3)
+	if (env)
 		lua_pushvalue(L, 3);
-	lua_call(L, n >= 3 ? 3 : 2, LUA_MULTRET);
-	return lua_gettop(L) - n;
+	lua_call(L, env ? 3 : 2, LUA_MULTRET);
+	return lua_gettop(L) - 3;
 }
 
 static int dofile_done(lua_State *L, int status, lua_KContext ctx)
@@ -455,10 +458,11 @@ static int refuse_write(lua_State *L)
 	return luaL_error(L, "this metatable has a finalizer and is read-only in the sandbox");
 }
 
-/* getmetatable that hands out a read-only stand-in (reads go through to the
- * real one) for a metatable with __gc, i.e. lathe's userdata and the io
- * library's files: replacing their __gc would run script code with hooks
- * off. The same metatable always gives the same stand-in. */
+/* getmetatable that hands out a read-only stand-in (a userdata whose reads
+ * go through to the real one) for a metatable with __gc, i.e. lathe's
+ * userdata and the io library's files: replacing their __gc would run
+ * script code with hooks off. The same metatable always gives the same
+ * stand-in. */
 static int sb_getmetatable(lua_State *L)
 {
 	luaL_checkany(L, 1);
@@ -487,10 +491,10 @@ static int sb_getmetatable(lua_State *L)
 	}
 	int cache = lua_gettop(L);
 	lua_pushvalue(L, mt);
-	if (lua_rawget(L, cache) == LUA_TTABLE)
+	if (lua_rawget(L, cache) == LUA_TUSERDATA)
 		return 1;
 	lua_pop(L, 1);
-	lua_newtable(L);
+	lua_newuserdatauv(L, 0, 0); /* not a table: rawset cannot write to it either */
 	lua_createtable(L, 0, 3);
 	lua_pushvalue(L, mt);
 	lua_setfield(L, -2, "__index");
@@ -505,30 +509,134 @@ static int sb_getmetatable(lua_State *L)
 	return 1;
 }
 
-/* coroutine.create and wrap: lua_sethook is per thread, so arm the new one
- * (Lua 5.4 copies the creator's hook, but not a count of 1 set later). */
+/* ---- threads and message handlers -------------------------------------------
+ *
+ * Lua turns hooks off while a hook runs and turns them back on when it
+ * returns, or when a pcall catches what it raised. Two kinds of script code
+ * can run in between: the message handler of an xpcall, which Lua calls
+ * while raising the hook's error, and the __close methods of a coroutine
+ * that the hook's error killed (hooks stay off in a dead thread), run by
+ * coroutine.close or by wrap's cleanup. Both would run unmetered, so once a
+ * limit has stopped the script they are not run at all. */
+
+/* The script's message handler (upvalue 1), skipped once stopped. */
+static int guarded_handler(lua_State *L)
+{
+	struct sandbox *sb = sandbox_of(L);
+	if (sb && stopped(sb))
+		return 1; /* the error as it is */
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+/* Results of sb_xpcall, directly or as its continuation after a yield:
+ * true and the function's results (above index base), or false and the
+ * error. */
+static int xpcall_finish(lua_State *L, int status, lua_KContext base)
+{
+	if (status == LUA_OK || status == LUA_YIELD)
+		return lua_gettop(L) - (int)base;
+	lua_pushboolean(L, 0);
+	lua_insert(L, -2);
+	return 2;
+}
+
+/* xpcall(f, msgh, ...) with msgh guarded; yields inside f still work. */
+static int sb_xpcall(lua_State *L)
+{
+	int n = lua_gettop(L);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, guarded_handler, 1);
+	lua_replace(L, 2);
+	lua_pushboolean(L, 1);
+	lua_pushvalue(L, 1);
+	lua_rotate(L, 3, 2); /* f, handler, true, f, args... */
+	int st = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_finish);
+	return xpcall_finish(L, st, 2);
+}
+
+/* A new thread running the function at index 1, its hook armed (Lua 5.4
+ * copies the creator's hook, but arming here does not depend on it). */
+static lua_State *new_thread(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	lua_State *co = lua_newthread(L);
+	lua_pushvalue(L, 1);
+	lua_xmove(L, co, 1);
+	struct sandbox *sb = sandbox_of(L);
+	if (sb)
+		arm(co, sb);
+	return co;
+}
+
 static int sb_cocreate(lua_State *L)
 {
-	call_original(L);
-	lua_State *co = lua_tothread(L, -1);
-	struct sandbox *sb = sandbox_of(L);
-	if (co && sb)
-		arm(co, sb);
+	new_thread(L);
 	return 1;
+}
+
+/* The function coroutine.wrap returns: resume upvalue 1 with the
+ * arguments; on an error close the thread's to-be-closed variables (unless
+ * stopped, see above) and raise it here. */
+static int sb_cowrapped(lua_State *L)
+{
+	lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+	int n = lua_gettop(L), nres;
+	if (!lua_checkstack(co, n))
+		return luaL_error(L, "too many arguments to resume");
+	lua_xmove(L, co, n);
+	int st = lua_resume(co, L, n, &nres);
+	if (st == LUA_OK || st == LUA_YIELD) {
+		if (!lua_checkstack(L, nres + 1)) {
+			lua_pop(co, nres);
+			return luaL_error(L, "too many results to resume");
+		}
+		lua_xmove(co, L, nres);
+		return nres;
+	}
+	lua_xmove(co, L, 1);
+	struct sandbox *sb = sandbox_of(L);
+	st = lua_status(co);
+	if (sb && stopped(sb))
+		arm(L, sb);
+	else if (st != LUA_OK && st != LUA_YIELD) {
+		st = lua_resetthread(co); /* its error, or one from a __close */
+		lua_xmove(co, L, 1);
+	}
+	if (st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+		luaL_where(L, 1);
+		lua_insert(L, -2);
+		lua_concat(L, 2);
+	}
+	return lua_error(L);
 }
 
 static int sb_cowrap(lua_State *L)
 {
-	call_original(L);
-	struct sandbox *sb = sandbox_of(L);
-	/* The wrapper is a C closure whose first upvalue is the thread. */
-	if (lua_getupvalue(L, -1, 1)) {
-		lua_State *co = lua_tothread(L, -1);
-		if (co && sb)
-			arm(co, sb);
-		lua_pop(L, 1);
-	}
+	new_thread(L);
+	lua_pushcclosure(L, sb_cowrapped, 1);
 	return 1;
+}
+
+/* coroutine.resume: once a limit stopped the script (in the coroutine,
+ * say), the resumer stops at its next instruction too. */
+static int sb_coresume(lua_State *L)
+{
+	int n = call_original(L);
+	struct sandbox *sb = sandbox_of(L);
+	if (sb && stopped(sb))
+		arm(L, sb);
+	return n;
+}
+
+/* coroutine.close, refused once stopped (see above). */
+static int sb_coclose(lua_State *L)
+{
+	tick(L, 0);
+	return call_original(L);
 }
 
 /* ---- io ------------------------------------------------------------------- */
@@ -569,6 +677,63 @@ static int sb_io_output(lua_State *L)
 {
 	if (lua_type(L, 1) == LUA_TSTRING)
 		check_path(L, "io.output", 1, 1);
+	return call_original(L);
+}
+
+/* Files other than stdout and stderr get at most LT_SANDBOX_WRITE_LIMIT
+ * bytes from the script's writes, so that a loop cannot fill the disk
+ * through an allowed path before the time limit. */
+
+static size_t write_size(lua_State *L, int first)
+{
+	size_t total = 0;
+	for (int i = first; i <= lua_gettop(L); i++) {
+		size_t len = 0;
+		if (lua_type(L, i) == LUA_TSTRING)
+			lua_tolstring(L, i, &len);
+		else if (lua_type(L, i) == LUA_TNUMBER)
+			len = 32; /* at least its formatted length */
+		total += len;
+	}
+	return total;
+}
+
+/* 1 for stdout, stderr, and anything that is not a file (the original
+ * method raises then). */
+static int std_stream(lua_State *L, int idx)
+{
+	luaL_Stream *p = luaL_testudata(L, idx, LUA_FILEHANDLE);
+	return !p || p->f == stdout || p->f == stderr;
+}
+
+static void charge_write(lua_State *L, size_t n)
+{
+	struct sandbox *sb = sandbox_of(L);
+	if (!sb)
+		return;
+	if (n > LT_SANDBOX_WRITE_LIMIT - sb->written)
+		luaL_error(L, "write: more than %d MiB written to files (sandbox limit)",
+			   (int)(LT_SANDBOX_WRITE_LIMIT >> 20));
+	sb->written += n;
+}
+
+/* file:write(...) */
+static int sb_file_write(lua_State *L)
+{
+	if (!std_stream(L, 1))
+		charge_write(L, write_size(L, 2));
+	return call_original(L);
+}
+
+/* io.write(...), to the default output (upvalue 2: the original io.output) */
+static int sb_io_write(lua_State *L)
+{
+	lua_pushvalue(L, lua_upvalueindex(2));
+	lua_call(L, 0, 1);
+	int std = std_stream(L, -1);
+	lua_pop(L, 1);
+	if (!std)
+		charge_write(L, write_size(L, 1));
 	return call_original(L);
 }
 
@@ -1091,6 +1256,8 @@ static void restrict_base(lua_State *L)
 	wrap_field(L, g, "loadfile", sb_loadfile, 0);
 	lua_pushcfunction(L, sb_dofile);
 	lua_setfield(L, g, "dofile");
+	lua_pushcfunction(L, sb_xpcall);
+	lua_setfield(L, g, "xpcall");
 	lua_pushcfunction(L, lt_sandbox_setmetatable);
 	lua_setfield(L, g, "setmetatable");
 	lua_pushcfunction(L, sb_getmetatable);
@@ -1133,8 +1300,12 @@ static void restrict_coroutine(lua_State *L)
 	int t = get_lib(L, LUA_COLIBNAME);
 	if (!t)
 		return;
-	wrap_field(L, t, "create", sb_cocreate, 0);
-	wrap_field(L, t, "wrap", sb_cowrap, 0);
+	lua_pushcfunction(L, sb_cocreate);
+	lua_setfield(L, t, "create");
+	lua_pushcfunction(L, sb_cowrap);
+	lua_setfield(L, t, "wrap");
+	wrap_field(L, t, "resume", sb_coresume, 0);
+	wrap_field(L, t, "close", sb_coclose, 0);
 	lua_pop(L, 1);
 }
 
@@ -1155,11 +1326,16 @@ static void restrict_io(lua_State *L)
 	if (!t)
 		return;
 	stub_others(L, t, LUA_IOLIBNAME, keep);
+	lua_getfield(L, t, "output"); /* the original, for sb_io_write */
+	wrap_field(L, t, "write", sb_io_write, 1);
 	wrap_field(L, t, "open", sb_io_open, 0);
 	wrap_field(L, t, "lines", sb_io_lines, 0);
 	wrap_field(L, t, "input", sb_io_input, 0);
 	wrap_field(L, t, "output", sb_io_output, 0);
-	lua_pop(L, 1);
+	if (luaL_getmetatable(L, LUA_FILEHANDLE) == LUA_TTABLE &&
+	    lua_getfield(L, -1, "__index") == LUA_TTABLE)
+		wrap_field(L, lua_gettop(L), "write", sb_file_write, 0);
+	lua_settop(L, t - 1);
 }
 
 static void restrict_package(lua_State *L)
@@ -1192,12 +1368,17 @@ static void restrict_package(lua_State *L)
 	lua_settop(L, t - 1);
 }
 
+void lt_sandbox_guard_libs(lua_State *L)
+{
+	restrict_string(L);
+	restrict_table(L);
+}
+
 static int restrict_body(lua_State *L)
 {
 	lua_settop(L, 0);
 	restrict_base(L);
-	restrict_string(L);
-	restrict_table(L);
+	lt_sandbox_guard_libs(L);
 	restrict_coroutine(L);
 	restrict_os(L);
 	restrict_io(L);
