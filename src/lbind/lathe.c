@@ -643,13 +643,20 @@ static int l_params(lua_State *L)
 		int type = lua_type(L, -1);
 		lua_pop(L, 1);
 		if (type == LUA_TNIL) {
-			char have[512] = "";
-			size_t used = 0;
+			/* Name the declared parameters in sorted order. */
+			const char *names[64];
+			int nn = 0;
 			lua_pushnil(L);
 			while (lua_next(L, 1)) {
 				lua_pop(L, 1);
-				int w = snprintf(have + used, sizeof have - used, "%s%s", used ? ", " : "",
-						 lua_tostring(L, -1));
+				if (nn < 64)
+					names[nn++] = lua_tostring(L, -1); /* anchored by the table */
+			}
+			qsort(names, (size_t)nn, sizeof *names, key_cmp);
+			char have[512] = "";
+			size_t used = 0;
+			for (int i = 0; i < nn; i++) {
+				int w = snprintf(have + used, sizeof have - used, "%s%s", used ? ", " : "", names[i]);
 				if (w > 0 && (size_t)w < sizeof have - used)
 					used += (size_t)w;
 			}
