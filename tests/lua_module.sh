@@ -8,6 +8,8 @@ LUA=$(command -v lua5.4 || true)
 SO=$TOP_BUILDDIR/lathe.so
 [ -n "$LUA" ] || skip_all "no lua5.4 interpreter (apt-get install lua5.4)"
 [ -r "$SO" ] || skip_all "$SO not built"
+# An ASan-instrumented module cannot load into the uninstrumented interpreter.
+[ "${LATHE_SANITIZED:-0}" = 1 ] && skip_all "sanitizer build: lua5.4 is not instrumented"
 # A directory holding only lathe.so, so cpath finds nothing else.
 mkdir "$T/cpath"
 ln -s "$SO" "$T/cpath/lathe.so"

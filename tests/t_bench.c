@@ -173,6 +173,31 @@ int main(void)
 		lt_bench_rollback(pb);
 	}
 
+	/* Across commits and cuts: commit a change to the last layer, then
+	 * change a middle layer, then the last again (that cut is computed
+	 * from the middle one's cached activations). Each equals a full run. */
+	int mid = -1;
+	for (int i = g->n_nodes - 2; i > 0 && mid < 0; i--)
+		if (g->nodes[i].params[LT_P_WEIGHT])
+			mid = i;
+	const char *plan[3] = {last_w, mid > 0 ? g->nodes[mid].params[LT_P_WEIGHT] : last_w, last_w};
+	for (int step = 0; step < 3; step++) {
+		prune_stage(pb, plan[step], 0.3 + 0.1 * step, &err);
+		int prc3 = lt_bench_preview(pb, &po, &p, &err);
+		lt_eval_opts eo = {.threads = 1};
+		lt_eval_result full;
+		int erc = lt_eval_run(lt_bench_staged(pb), &data, &eo, &full, &err);
+		tap_ok(prc3 == 0 && erc == 0 && p.staged.accuracy == full.top1 && fabs(p.staged.loss - full.loss) < 1e-6,
+		       "cached activations across commits, step %d (%s): %.4f = %.4f", step, plan[step],
+		       p.staged.accuracy, full.top1);
+		lt_eval_result_free(&full);
+		lt_preview_free(&p);
+		if (step == 0)
+			lt_bench_commit(pb, "", NULL, &err);
+		else
+			lt_bench_rollback(pb);
+	}
+
 	/* Fidelity against hand-computed values: scaling W by s gives
 	 * relative errors |1 - s| exactly. */
 	lt_bench *fb = lt_bench_new(m, &err);

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "lbind/lathe.h"
+#include "lbind/sandbox.h"
 #include "lbind/repl.h"
 
 static const char lua_help[] =
@@ -178,7 +179,7 @@ static int run(const char *model, const char *data, int sandbox, int interactive
 		free(hist);
 	}
 done:
-	lua_close(L);
+	lt_sandbox_close(L); /* any state: also frees a sandbox's own data */
 	return rc;
 }
 

@@ -242,6 +242,18 @@ int cmd_run(int argc, char **argv)
 		cli_usage_error("run", "give a recipe and a model: lathe run RECIPE.lua MODEL");
 		goto done;
 	}
+	if (out) {
+		/* Saving over the recipe would destroy it; realpath sees through
+		 * other spellings of the same file. */
+		char *a = realpath(recipe, NULL), *b = realpath(out, NULL);
+		int same = a && b && !strcmp(a, b);
+		free(a);
+		free(b);
+		if (same) {
+			cli_usage_error("run", "-o %s is the recipe itself", out);
+			goto done;
+		}
+	}
 	if (!sandbox && (timeout > 0 || max_mib || max_insn)) {
 		cli_usage_error("run", "--timeout, --max-memory and --max-instructions go with --sandbox");
 		goto done;

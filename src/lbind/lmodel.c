@@ -726,17 +726,33 @@ int lt_l_open(lua_State *L)
 	return 1;
 }
 
-static int m_close(lua_State *L)
+/* Drop the model value's reference. Collection only releases it: layers
+ * and tensors taken from the model keep its data alive and usable. An
+ * explicit close (or a to-be-closed variable) also closes the bench, so
+ * they refuse further use. */
+static void release(lua_State *L, lmodel *lm, int close)
 {
-	lmodel *lm = luaL_checkudata(L, 1, LT_MT_MODEL);
 	if (lm->bench) {
 		lt_lstate_remove_bench(L, lm->bench);
-		lt_bench_close(lm->bench);
+		if (close)
+			lt_bench_close(lm->bench);
 		lt_bench_unref(lm->bench);
 	}
 	lt_free(lm->path);
 	lm->bench = NULL;
 	lm->path = NULL;
+}
+
+static int m_gc(lua_State *L)
+{
+	release(L, luaL_checkudata(L, 1, LT_MT_MODEL), 0);
+	return 0;
+}
+
+static int m_close(lua_State *L)
+{
+	lmodel *lm = luaL_checkudata(L, 1, LT_MT_MODEL);
+	release(L, lm, 1);
 	return 0;
 }
 
@@ -1201,7 +1217,7 @@ static const luaL_Reg model_methods[] = {
 };
 
 static const luaL_Reg model_meta[] = {
-	{"__gc", m_close}, {"__close", m_close}, {"__tostring", m_tostring}, {"__len", m_len},
+	{"__gc", m_gc}, {"__close", m_close}, {"__tostring", m_tostring}, {"__len", m_len},
 	{NULL, NULL}
 };
 

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/mem.h"
 #include "kern/stats.h"
@@ -883,6 +884,18 @@ void lt_open_tensor(lua_State *L)
 	lua_pop(L, 1);
 }
 
+/* Most elements a new tensor may have: what the sandbox has left, and
+ * never more than physical memory, so an absurd shape is a clear error
+ * rather than a failed (or, under overcommit, deferred) allocation. */
+static int64_t numel_limit(lua_State *L)
+{
+	size_t left = lt_sandbox_mem_left(L);
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	if (pages > 0 && page > 0 && (double)pages * (double)page < (double)left)
+		left = (size_t)pages * (size_t)page;
+	return (int64_t)(left / sizeof(float));
+}
+
 /* lathe.tensor(table) / lathe.tensor(table, shape): a free tensor from a
  * nested table of numbers, or a flat list with an explicit shape. */
 int lt_l_tensor_new(lua_State *L)
@@ -908,7 +921,7 @@ int lt_l_tensor_new(lua_State *L)
 	}
 	int64_t numel;
 	lt_err err;
-	if (lt_shape_numel(nd, shape, (int64_t)(lt_sandbox_mem_left(L) / 4), &numel, &err))
+	if (lt_shape_numel(nd, shape, numel_limit(L), &numel, &err))
 		return lt_lraise(L, "lathe.tensor", &err);
 	lt_tensor *t = lt_tensor_new(nd, shape, &err);
 	if (!t)
@@ -948,7 +961,7 @@ int lt_l_zeros(lua_State *L)
 	}
 	int64_t numel;
 	lt_err err;
-	if (lt_shape_numel(nd, shape, (int64_t)(lt_sandbox_mem_left(L) / 4), &numel, &err))
+	if (lt_shape_numel(nd, shape, numel_limit(L), &numel, &err))
 		return lt_lraise(L, "lathe.zeros", &err);
 	lt_tensor *t = lt_tensor_new(nd, shape, &err);
 	if (!t)

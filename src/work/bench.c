@@ -37,18 +37,22 @@ struct step {
 
 /* Activations of the committed model at one value of its graph, for every
  * preview image: a staged change that leaves the layers before that value
- * alone is evaluated from there on, skipping the unchanged prefix. */
+ * alone is evaluated from there on, skipping the unchanged prefix. They
+ * stay valid across commits that leave those layers alone. */
+#define ACT_SLOTS 2
 struct act_cache {
-	struct step *step;    /* committed state they belong to (a reference) */
-	char *key;            /* data key */
+	lt_model *model;      /* the model they were computed with (a reference) */
+	char *key;            /* data key; NULL = empty slot */
 	int value;
 	int64_t n;
 	float *data;
+	uint64_t used;        /* for eviction: last use */
 };
 
 struct lt_bench {
 	int refs;
-	struct act_cache act;
+	struct act_cache act[ACT_SLOTS];
+	uint64_t act_clock;
 	struct step *head;
 	lt_model *stage;
 	char *stage_calls;    /* never NULL */
@@ -194,9 +198,11 @@ void lt_bench_unref(lt_bench *b)
 	lt_model_unref(b->stage);
 	lt_free(b->stage_calls);
 	cache_clear(b->stage_cache);
-	step_unref(b->act.step);
-	lt_free(b->act.key);
-	lt_free(b->act.data);
+	for (int i = 0; i < ACT_SLOTS; i++) {
+		lt_model_unref(b->act[i].model);
+		lt_free(b->act[i].key);
+		lt_free(b->act[i].data);
+	}
 	lt_free(b);
 }
 
@@ -454,50 +460,93 @@ static int first_changed_node(lt_model *stage, lt_model *committed)
 	return gs->n_nodes;
 }
 
-/* Make b->act hold the committed model's value v on o->data; 0 on success,
- * 1 when it would not fit the budget (the caller evaluates in full). */
-static int fill_act_cache(lt_bench *b, const lt_preview_opts *o, const char *key, int v, lt_err *err)
+/* 1 when models a and b have the same tensors for every node before v
+ * (so the same value v on the same data). */
+static int same_prefix(lt_model *a, lt_model *b, int v)
 {
-	struct act_cache *a = &b->act;
-	if (a->step == b->head && a->value == v && a->key && !strcmp(a->key, key))
+	const lt_graph *ga = lt_model_graph(a), *gb = lt_model_graph(b);
+	if (!ga || !gb || !same_graph(ga, gb))
 		return 0;
+	for (int i = 0; i < v; i++)
+		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++) {
+			const char *p = ga->nodes[i].params[s];
+			if (p && lt_model_tensor(a, p) != lt_model_tensor(b, p))
+				return 0;
+		}
+	return 1;
+}
+
+/* The committed model's value v on o->data: from a cache slot when one
+ * matches, else computed into the least recently used slot. NULL with
+ * *rc = 0 when it would not fit the budget (the caller evaluates in
+ * full), or with *rc an error. */
+static const float *act_for(lt_bench *b, const lt_preview_opts *o, const char *key, int v, int *rc,
+			    lt_err *err)
+{
 	lt_model *m = b->head->model;
+	struct act_cache *slot = &b->act[0];
+	*rc = 0;
+	for (int i = 0; i < ACT_SLOTS; i++) {
+		struct act_cache *a = &b->act[i];
+		if (a->key && a->value == v && !strcmp(a->key, key) && same_prefix(a->model, m, v)) {
+			a->used = ++b->act_clock;
+			return a->data;
+		}
+		if (!a->key || a->used < slot->used)
+			slot = a;
+	}
 	const lt_graph *g = lt_model_graph(m);
 	const lt_dataset *d = o->data;
 	int64_t numel = lt_graph_value_numel(g, v);
-	if (d->item_numel != g->in_numel || (double)d->n * (double)numel * 4 > (double)ACT_BUDGET)
-		return 1;
+	if (d->item_numel != g->in_numel || (double)d->n * (double)numel * 4 > (double)ACT_BUDGET / ACT_SLOTS)
+		return NULL;
+	/* Start from a cached earlier value when one still holds. */
+	const struct act_cache *from = NULL;
+	for (int i = 0; i < ACT_SLOTS; i++) {
+		const struct act_cache *a = &b->act[i];
+		if (a != slot && a->key && a->value < v && !strcmp(a->key, key) &&
+		    lt_graph_is_cut(g, a->value) && same_prefix(a->model, m, a->value) &&
+		    (!from || a->value > from->value))
+			from = a;
+	}
+	int u = from ? from->value : 0;
+	int64_t in_numel = lt_graph_value_numel(g, u);
 	size_t count = (size_t)(d->n * numel);
 	float *data = lt_malloc_array(count ? count : 1, sizeof *data);
 	int batch = o->batch ? o->batch : 1000;
-	float *x = lt_malloc_array((size_t)batch * (size_t)g->in_numel, sizeof *x);
+	float *x = from ? NULL : lt_malloc_array((size_t)batch * (size_t)g->in_numel, sizeof *x);
 	char *k = lt_strdup(key);
-	lt_forward *f = data && x && k ? lt_forward_new(m, o->threads, err) : NULL;
-	int rc = f ? 0 : data && x && k ? err->code : lt_err_set(err, LT_ENOMEM, "out of memory");
-	for (int64_t first = 0; !rc && first < d->n; first += batch) {
+	int have = data && (x || from) && k;
+	lt_forward *f = have ? lt_forward_new(m, o->threads, err) : NULL;
+	int r = f ? 0 : have ? err->code : lt_err_set(err, LT_ENOMEM, "out of memory");
+	for (int64_t first = 0; !r && first < d->n; first += batch) {
 		int64_t n = d->n - first < batch ? d->n - first : batch;
-		rc = lt_dataset_get_batch(d, first, n, g->scale, g->mean, g->std, g->n_norm, x, err);
-		if (!rc)
-			rc = lt_forward_run_range(f, 0, v, x, n, data + first * numel, err);
-		if (!rc && o->progress && o->progress(o->progress_ud, first + n, 2 * d->n))
-			rc = lt_err_set(err, LT_ECANCEL, "cancelled");
+		const float *in = from ? from->data + first * in_numel : x;
+		if (!from)
+			r = lt_dataset_get_batch(d, first, n, g->scale, g->mean, g->std, g->n_norm, x, err);
+		if (!r)
+			r = lt_forward_run_range(f, u, v, in, n, data + first * numel, err);
+		if (!r && o->progress && o->progress(o->progress_ud, first + n, 2 * d->n))
+			r = lt_err_set(err, LT_ECANCEL, "cancelled");
 	}
 	lt_forward_free(f);
 	lt_free(x);
-	if (rc) {
+	if (r) {
 		lt_free(data);
 		lt_free(k);
-		return rc;
+		*rc = r;
+		return NULL;
 	}
-	step_unref(a->step);
-	lt_free(a->key);
-	lt_free(a->data);
-	a->step = step_ref(b->head);
-	a->key = k;
-	a->value = v;
-	a->n = d->n;
-	a->data = data;
-	return 0;
+	lt_model_unref(slot->model);
+	lt_free(slot->key);
+	lt_free(slot->data);
+	slot->model = lt_model_ref(m);
+	slot->key = k;
+	slot->value = v;
+	slot->n = d->n;
+	slot->data = data;
+	slot->used = ++b->act_clock;
+	return data;
 }
 
 /* Staged figures, starting from cached committed activations when the
@@ -508,15 +557,16 @@ static int measure_staged(lt_bench *b, const lt_preview_opts *o, const char *key
 	int v = o->data ? first_changed_node(s, b->head->model) : 0;
 	if (v == 0 || !lt_graph_is_cut(lt_model_graph(s), v))
 		return measure(b, s, o, out, err);
-	int rc = fill_act_cache(b, o, key, v, err);
-	if (rc == 1)
-		return measure(b, s, o, out, err);
+	int rc;
+	const float *act = act_for(b, o, key, v, &rc, err);
 	if (rc)
 		return rc;
+	if (!act)
+		return measure(b, s, o, out, err);
 	lt_model_size_metrics(s, b->baseline_bytes, out);
 	lt_eval_opts eo = {.batch = o->batch ? o->batch : 1000, .threads = o->threads,
 			   .progress = o->progress, .progress_ud = o->progress_ud,
-			   .from_value = v, .from_data = b->act.data};
+			   .from_value = v, .from_data = act};
 	lt_eval_result r;
 	if ((rc = lt_eval_run(s, o->data, &eo, &r, err)))
 		return rc;
@@ -620,7 +670,7 @@ int lt_bench_preview(lt_bench *b, const lt_preview_opts *o, lt_preview *out, lt_
 	}
 	if (!b->dirty) {
 		out->staged = out->committed;
-		out->cached = 1;
+		out->cached = hit != NULL;
 	} else if ((hit = cache_find(b->stage_cache, key, b->version))) {
 		out->staged = hit->m;
 		out->cached = 1;
