@@ -79,6 +79,10 @@ hostile "string.rep('x', 2^40)" 'resulting string too large' \
 	"local s = string.rep('x', 2^40)"
 hostile "string.rep('x', 2^30) against --max-memory 64" 'memory limit exceeded \(64 MiB\)' \
 	"local s = string.rep('x', 2^30)" --max-memory 64
+hostile "many tensors outside the Lua heap" 'lathe\.zeros: memory limit exceeded' \
+	'local t = {} for i = 1, 1500 do t[i] = lathe.zeros{1000, 1000} end' --max-memory 64
+hostile "many clones of a model tensor" 'clone: memory limit exceeded' \
+	'local t = {} for i = 1, 1500 do t[i] = model.fc1.weight:clone() end' --max-memory 64
 hostile "growing a table until memory runs out" 'memory limit exceeded \(64 MiB\)' \
 	'local t = {} while true do t[#t + 1] = {} end' --max-memory 64
 hostile "unbounded recursion" 'stack overflow|memory limit exceeded' \

@@ -33,6 +33,7 @@ typedef struct ltensor {
 	int64_t shape[LT_MAX_DIMS];
 	int64_t strides[LT_MAX_DIMS];
 	lt_dtype write_dtype; /* stored dtype before the write in progress */
+	size_t charged;       /* free: bytes counted against the sandbox */
 } ltensor;
 
 /* Per-state data: open benches (for atomic calls), data directory, loaded
@@ -45,6 +46,13 @@ void lt_lstate_remove_bench(lua_State *L, lt_bench *b);
  * in *view (borrowed, valid while the state lives). Raises on failure. */
 void lt_lstate_dataset(lua_State *L, const char *split, int64_t limit, lt_dataset *view);
 const char *lt_lstate_data_dir(lua_State *L);
+/* Free tensors live outside the Lua heap, so a sandbox counts them
+ * separately: lt_lstate_check raises if `bytes` more would pass the
+ * sandbox's memory limit (together with the Lua heap); add / release
+ * keep the count. No-ops outside a sandbox. */
+void lt_lstate_check(lua_State *L, const char *fname, size_t bytes);
+void lt_lstate_add_bytes(lua_State *L, size_t bytes);
+void lt_lstate_release_bytes(lua_State *L, size_t bytes);
 
 /* Raise a Lua error for an lt_err ("fname: message"). */
 int lt_lraise(lua_State *L, const char *fname, const lt_err *err);

@@ -34,6 +34,7 @@ struct lstate {
 	lt_lua_progress_fn progress;
 	void *progress_ud;
 	int commit_preview;   /* commit measures the stage (lathe run) */
+	size_t tensor_bytes;  /* held by free tensors (counted in a sandbox) */
 };
 
 static int lstate_gc(lua_State *L)
@@ -95,6 +96,28 @@ void lt_lstate_remove_bench(lua_State *L, lt_bench *b)
 			return;
 		}
 	}
+}
+
+void lt_lstate_check(lua_State *L, const char *fname, size_t bytes)
+{
+	if (!lt_sandbox_active(L))
+		return;
+	struct lstate *s = lt_lstate(L);
+	size_t left = lt_sandbox_mem_left(L);
+	if (s->tensor_bytes > left || bytes > left - s->tensor_bytes)
+		luaL_error(L, "%s: memory limit exceeded (tensors would need %I MiB more than the sandbox has left)",
+			   fname, (lua_Integer)((s->tensor_bytes + bytes - left) >> 20) + 1);
+}
+
+void lt_lstate_add_bytes(lua_State *L, size_t bytes)
+{
+	lt_lstate(L)->tensor_bytes += bytes;
+}
+
+void lt_lstate_release_bytes(lua_State *L, size_t bytes)
+{
+	struct lstate *s = lt_lstate(L);
+	s->tensor_bytes -= bytes < s->tensor_bytes ? bytes : s->tensor_bytes;
 }
 
 const char *lt_lstate_data_dir(lua_State *L)

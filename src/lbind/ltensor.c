@@ -36,6 +36,9 @@ ltensor *lt_push_free_tensor(lua_State *L, lt_tensor *t)
 	ltensor *v = push_shell(L);
 	v->own = lt_tensor_ref(t);
 	contiguous(v, lt_tensor_ndim(t), lt_tensor_shape(t));
+	/* Counted as f32, what it becomes once written. */
+	v->charged = (size_t)lt_tensor_numel(t) * sizeof(float);
+	lt_lstate_add_bytes(L, v->charged);
 	return v;
 }
 
@@ -566,6 +569,7 @@ static int t_totable(lua_State *L)
 static int t_clone(lua_State *L)
 {
 	ltensor *v = lt_check_tensor(L, 1);
+	lt_lstate_check(L, "clone", (size_t)view_numel(v) * 2 * sizeof(float));
 	lt_tensor *m = materialize(L, v);
 	lt_err err;
 	lt_tensor *c = lt_tensor_clone(m, &err);
@@ -585,6 +589,7 @@ static int t_mask(lua_State *L)
 		lua_pushnil(L);
 		return 1;
 	}
+	lt_lstate_check(L, "mask", (size_t)lt_tensor_numel(m) * sizeof(float));
 	lt_err err;
 	lt_tensor *c = lt_tensor_clone(m, &err);
 	if (!c)
@@ -756,6 +761,8 @@ static int t_norm(lua_State *L)
 static int t_free(lua_State *L)
 {
 	ltensor *v = luaL_checkudata(L, 1, LT_MT_TENSOR);
+	lt_lstate_release_bytes(L, v->charged);
+	v->charged = 0;
 	lt_tensor_unref(v->own);
 	lt_bench_unref(v->bench);
 	lt_free(v->name);
@@ -923,6 +930,7 @@ int lt_l_tensor_new(lua_State *L)
 	lt_err err;
 	if (lt_shape_numel(nd, shape, numel_limit(L), &numel, &err))
 		return lt_lraise(L, "lathe.tensor", &err);
+	lt_lstate_check(L, "lathe.tensor", (size_t)numel * sizeof(float));
 	lt_tensor *t = lt_tensor_new(nd, shape, &err);
 	if (!t)
 		return lt_lraise(L, "lathe.tensor", &err);
@@ -963,6 +971,7 @@ int lt_l_zeros(lua_State *L)
 	lt_err err;
 	if (lt_shape_numel(nd, shape, numel_limit(L), &numel, &err))
 		return lt_lraise(L, "lathe.zeros", &err);
+	lt_lstate_check(L, "lathe.zeros", (size_t)numel * sizeof(float));
 	lt_tensor *t = lt_tensor_new(nd, shape, &err);
 	if (!t)
 		return lt_lraise(L, "lathe.zeros", &err);
