@@ -121,6 +121,12 @@ contains "defaults without --set" "$T/out" "float	0.5	x	false"
 check_error_msg "--set of an undeclared parameter" "the recipe has no parameter 'sparsty'" \
 	"$LATHE" run "$T/p.lua" "$M" --set sparsty=0.3
 check_error_msg "--set with a bad number" "expected a number" "$LATHE" run "$T/p.lua" "$M" --set sparsity=lots
+printf 'local P = lathe.params{epochs = 2}\nprint(math.type(P.epochs), P.epochs)\n' >"$T/pint.lua"
+check_error_msg "--set of a fraction for an integer parameter" "expected a whole number" \
+	"$LATHE" run "$T/pint.lua" "$M" --set epochs=1.5
+run "$LATHE" run "$T/pint.lua" "$M" --set epochs=3
+contains "--set of a whole number stays an integer" "$T/out" "integer	3"
+check_usage "-o may not be the recipe" "$LATHE" run "$T/pint.lua" "$M" -o "$T/pint.lua"
 printf 'local x = 1\n' >"$T/noparams.lua"
 check_error_msg "--set for a recipe without parameters" "declares no parameters" \
 	"$LATHE" run "$T/noparams.lua" "$M" --set a=1

@@ -209,7 +209,7 @@ int cmd_run(int argc, char **argv)
 			char *end;
 			timeout = strtod(argv[++i], &end);
 			if (*end || !(timeout > 0 && timeout <= 86400 * 7)) {
-				cli_usage_error("run", "--timeout wants seconds between 0 and 604800 (got '%s')", argv[i]);
+				cli_usage_error("run", "--timeout wants seconds, more than 0 and at most 604800 (got '%s')", argv[i]);
 				goto done;
 			}
 		} else if (!strcmp(a, "--max-memory")) {

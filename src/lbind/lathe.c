@@ -687,8 +687,23 @@ static int l_params(lua_State *L)
 					  name, used ? have : "none");
 		}
 		if (type == LUA_TNUMBER) {
+			lua_getfield(L, 1, name);
+			int want_int = lua_isinteger(L, -1);
+			lua_pop(L, 1);
 			if (!lua_stringtonumber(L, text))
 				return luaL_error(L, "--set %s=%s: expected a number", name, text);
+			if (want_int) {
+				/* An integer default wants a whole number (epochs=1.5 is a slip). */
+				lua_Integer iv;
+				if (!lua_isinteger(L, -1)) {
+					lua_Number x = lua_tonumber(L, -1);
+					if (x != floor(x) || !lua_numbertointeger(x, &iv))
+						return luaL_error(L, "--set %s=%s: expected a whole number "
+								  "(the default is an integer)", name, text);
+					lua_pop(L, 1);
+					lua_pushinteger(L, iv);
+				}
+			}
 		} else if (type == LUA_TBOOLEAN) {
 			if (!strcmp(text, "true") || !strcmp(text, "1"))
 				lua_pushboolean(L, 1);

@@ -463,17 +463,21 @@ int lt_l_prune(lua_State *L)
 		spec.method = LT_PRUNE_RANDOM;
 	else
 		return luaL_error(L, "%s: unknown method '%s' (expected magnitude or random)", fname, method);
-	double sparsity = lt_opt_number(L, 2, fname, "sparsity", NAN);
-	double threshold = lt_opt_number(L, 2, fname, "threshold", NAN);
-	if (isnan(sparsity) == isnan(threshold))
+	lua_getfield(L, 2, "sparsity");
+	lua_getfield(L, 2, "threshold");
+	int has_sparsity = !lua_isnil(L, -2), has_threshold = !lua_isnil(L, -1);
+	lua_pop(L, 2);
+	if (has_sparsity == has_threshold)
 		return luaL_error(L, "%s: give exactly one of sparsity and threshold", fname);
-	if (!isnan(threshold) && spec.method == LT_PRUNE_RANDOM)
+	double sparsity = lt_opt_number(L, 2, fname, "sparsity", 0);
+	double threshold = lt_opt_number(L, 2, fname, "threshold", 0);
+	if (has_threshold && spec.method == LT_PRUNE_RANDOM)
 		return luaL_error(L, "%s: random pruning takes a sparsity, not a threshold", fname);
-	if (!isnan(sparsity) && !(sparsity >= 0 && sparsity <= 1))
+	if (!(sparsity >= 0 && sparsity <= 1))
 		return luaL_error(L, "%s: sparsity must be between 0 and 1 (got %f)", fname, sparsity);
-	if (!isnan(threshold) && !(threshold >= 0))
+	if (!(threshold >= 0 && threshold <= HUGE_VAL))
 		return luaL_error(L, "%s: threshold must be 0 or more (got %f)", fname, threshold);
-	spec.by_threshold = !isnan(threshold);
+	spec.by_threshold = has_threshold;
 	spec.sparsity = spec.by_threshold ? 0 : sparsity;
 	spec.threshold = (float)threshold;
 	spec.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
@@ -616,9 +620,16 @@ int lt_l_finetune(lua_State *L)
 	lua_Integer threads = lt_opt_integer(L, 2, fname, "threads", lt_cpu_count());
 	lua_Integer limit = lt_opt_integer(L, 2, fname, "limit", 0);
 	double lr = lt_opt_number(L, 2, fname, "lr", cfg.opt.kind == LT_OPT_SGD ? 0.01 : 0.001);
-	if (epochs < 1 || epochs > 100000 || batch < 1 || batch > 65536 || threads < 1 || threads > 256 ||
-	    limit < 0 || !(lr > 0))
-		return luaL_error(L, "%s: epochs, batch and threads must be positive, lr above 0, limit 0 or more", fname);
+	if (epochs < 1 || epochs > 100000)
+		return luaL_error(L, "%s: epochs must be 1 to 100000 (got %I)", fname, epochs);
+	if (batch < 1 || batch > 65536)
+		return luaL_error(L, "%s: batch must be 1 to 65536 (got %I)", fname, batch);
+	if (threads < 1 || threads > 256)
+		return luaL_error(L, "%s: threads must be 1 to 256 (got %I)", fname, threads);
+	if (limit < 0)
+		return luaL_error(L, "%s: limit must be 0 (all) or more (got %I)", fname, limit);
+	if (!(lr > 0 && lr < HUGE_VAL))
+		return luaL_error(L, "%s: lr must be above 0 (got %f)", fname, lr);
 	cfg.epochs = (int)epochs;
 	cfg.batch = (int)batch;
 	cfg.threads = (int)threads;
@@ -806,7 +817,8 @@ static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, 
 	lua_Integer threads = lt_opt_integer(L, opts, fname, "threads", 0);
 	lua_Integer batch = lt_opt_integer(L, opts, fname, "batch", 1000);
 	if (limit < 0 || threads < 0 || threads > 256 || batch < 1 || batch > 1000000)
-		luaL_error(L, "%s: limit and threads must be 0 or more, batch positive", fname);
+		luaL_error(L, "%s: limit must be 0 (all) or more, threads 0 (one per core) to 256, "
+			   "batch 1 to 1000000", fname);
 	lt_preview_opts po = {.threads = (int)threads, .batch = (int)batch,
 			      .progress = eval_progress, .progress_ud = L};
 	lt_dataset view;
@@ -850,10 +862,32 @@ static int preview_tostring(lua_State *L)
 	lua_getfield(L, c, "size");
 	lua_getfield(L, 1, "ratio");
 	double size = lua_tonumber(L, c + 3), csize = lua_tonumber(L, c + 4), ratio = lua_tonumber(L, c + 5);
-	char acc[96] = "";
+	char acc[128] = "";
 	if (!lua_isnil(L, c + 1) && !lua_isnil(L, c + 2)) {
 		double a = lua_tonumber(L, c + 1), ca = lua_tonumber(L, c + 2);
 		snprintf(acc, sizeof acc, "accuracy %.2f%% -> %.2f%% (%+.2f), ", 100 * ca, 100 * a, 100 * (a - ca));
+	}
+	/* Without accuracy, the largest output error tells how far it moved. */
+	if (!*acc && lua_getfield(L, 1, "fidelity") == LUA_TTABLE) {
+		double worst = -1;
+		const char *where = NULL;
+		for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+			lua_rawgeti(L, -1, i);
+			lua_getfield(L, -1, "output");
+			if (lua_isnil(L, -1)) {
+				lua_pop(L, 1);
+				lua_getfield(L, -1, "frobenius");
+			}
+			double e = lua_tonumber(L, -1);
+			lua_getfield(L, -2, "tensor");
+			if (e > worst) {
+				worst = e;
+				where = lua_tostring(L, -1); /* anchored by the preview table */
+			}
+			lua_pop(L, 3);
+		}
+		if (where)
+			snprintf(acc, sizeof acc, "largest relative error %.4f (%.40s), ", worst, where);
 	}
 	char buf[256];
 	snprintf(buf, sizeof buf, "preview: %ssize %.1f KiB -> %.1f KiB (%.2fx)", acc, csize / 1024,
@@ -916,9 +950,11 @@ static int m_commit(lua_State *L)
 	/* The journal line comes first so it is part of this step. */
 	lt_sbuf *buf = lt_sbuf_new(L);
 	lt_sbuf_adds(L, buf, "model:commit(");
-	lua_pushstring(L, msg);
-	lt_journal_value(L, buf, -1, 0);
-	lua_pop(L, 1);
+	if (*msg) {
+		lua_pushstring(L, msg);
+		lt_journal_value(L, buf, -1, 0);
+		lua_pop(L, 1);
+	}
 	lt_sbuf_addc(L, buf, ')');
 	lt_sbuf_result(L, buf, -1);
 	lt_journal_note(L, b, lua_tostring(L, -1));
