@@ -126,6 +126,8 @@ check_error_msg "--set of a fraction for an integer parameter" "expected a whole
 	"$LATHE" run "$T/pint.lua" "$M" --set epochs=1.5
 run "$LATHE" run "$T/pint.lua" "$M" --set epochs=3
 contains "--set of a whole number stays an integer" "$T/out" "integer	3"
+check_error_msg "-o in a missing directory fails before the recipe runs" "cannot write there" \
+	"$LATHE" run "$T/pint.lua" "$M" -o "$T/no/such/dir/out.safetensors"
 check_usage "-o may not be the recipe" "$LATHE" run "$T/pint.lua" "$M" -o "$T/pint.lua"
 printf 'local x = 1\n' >"$T/noparams.lua"
 check_error_msg "--set for a recipe without parameters" "declares no parameters" \

@@ -228,6 +228,22 @@ int main(void)
 	}
 	tap_ok(ok && lt_bench_dirty(fb) == 1, "allocation failures: errors, no corruption");
 
+	/* A commit that changes weights drops the recorded test accuracy; the
+	 * other metadata stays, in order. */
+	lt_model_set_meta(m, LT_META_TEST_ACCURACY, "0.9", &err);
+	lt_model_set_meta(m, "z.after", "kept", &err);
+	lt_bench *mb = lt_bench_new(m, &err);
+	lt_bench_commit(mb, "no change", NULL, &err);
+	tap_ok(lt_model_meta(lt_bench_committed(mb), LT_META_TEST_ACCURACY) != NULL,
+	       "a commit without weight changes keeps the recorded accuracy");
+	prune_stage(mb, w0, 0.5, &err);
+	lt_bench_commit(mb, "pruned", NULL, &err);
+	lt_model *cm = lt_bench_committed(mb);
+	tap_ok(!lt_model_meta(cm, LT_META_TEST_ACCURACY) && !strcmp(lt_model_meta(cm, "z.after"), "kept") &&
+	       !strcmp(lt_model_meta_key(cm, lt_model_meta_count(cm) - 1), "z.after") &&
+	       lt_model_meta(m, LT_META_TEST_ACCURACY), "changed weights: the accuracy key is dropped, the rest kept");
+	lt_bench_unref(mb);
+
 	lt_bench_unref(fb);
 	lt_bench_unref(pb);
 	lt_bench_unref(b);

@@ -1,5 +1,7 @@
 /* lathe run RECIPE.lua MODEL [--data DIR] [-o OUT] [--set NAME=VALUE ...]
  *           [--sandbox] [--timeout S] [--max-memory MIB] [--max-instructions N] */
+#include <errno.h>
+#include <libgen.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <pthread.h>
@@ -243,6 +245,17 @@ int cmd_run(int argc, char **argv)
 		goto done;
 	}
 	if (out) {
+		/* Find out now, not after a long recipe, that OUT cannot be
+		 * written: its directory must exist and be writable. */
+		char *dir = strdup(out);
+		int ok = dir && access(dirname(dir), W_OK) == 0;
+		int e = errno;
+		free(dir);
+		if (!ok) {
+			fprintf(stderr, "lathe: %s: cannot write there: %s\n", out, strerror(e));
+			rc = EXIT_FAIL;
+			goto done;
+		}
 		/* Saving over the recipe would destroy it; realpath sees through
 		 * other spellings of the same file. */
 		char *a = realpath(recipe, NULL), *b = realpath(out, NULL);

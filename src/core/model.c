@@ -192,6 +192,23 @@ const char *lt_model_meta(const lt_model *m, const char *key)
 	return e ? e->value : NULL;
 }
 
+void lt_model_del_meta(lt_model *m, const char *key)
+{
+	struct list *l = &m->meta;
+	struct entry *e = list_find(l, key);
+	if (!e)
+		return;
+	size_t i = (size_t)(e - l->items);
+	lt_free(e->name);
+	lt_free(e->value);
+	memmove(&l->items[i], &l->items[i + 1], (l->n - i - 1) * sizeof *l->items);
+	l->n--;
+	/* Indices moved: rebuild the hash index (metadata lists are short). */
+	memset(l->slots, 0, l->nslots * sizeof *l->slots);
+	for (size_t k = 0; k < l->n; k++)
+		index_insert(l, k);
+}
+
 size_t lt_model_meta_count(const lt_model *m) { return m->meta.n; }
 const char *lt_model_meta_key(const lt_model *m, size_t i) { return m->meta.items[i].name; }
 const char *lt_model_meta_value(const lt_model *m, size_t i) { return m->meta.items[i].value; }

@@ -31,6 +31,8 @@ lt_tensor *lt_model_tensor_at(const lt_model *m, size_t i);
 /* Metadata (string -> string, insertion order). set replaces a key. */
 int lt_model_set_meta(lt_model *m, const char *key, const char *value, lt_err *err);
 const char *lt_model_meta(const lt_model *m, const char *key);
+/* Remove a key (no-op if absent); the others keep their order. */
+void lt_model_del_meta(lt_model *m, const char *key);
 size_t lt_model_meta_count(const lt_model *m);
 const char *lt_model_meta_key(const lt_model *m, size_t i);
 const char *lt_model_meta_value(const lt_model *m, size_t i);

@@ -290,8 +290,24 @@ static void apply_undo_limit(lt_bench *b)
 	}
 }
 
+/* 1 when the stage holds a tensor object the committed model does not. */
+static int tensors_changed(const lt_bench *b)
+{
+	lt_model *s = b->stage, *c = b->head->model;
+	if (lt_model_tensor_count(s) != lt_model_tensor_count(c))
+		return 1;
+	for (size_t i = 0; i < lt_model_tensor_count(s); i++)
+		if (lt_model_tensor(c, lt_model_tensor_name(s, i)) != lt_model_tensor_at(s, i))
+			return 1;
+	return 0;
+}
+
 int lt_bench_commit(lt_bench *b, const char *message, const lt_metrics *metrics, lt_err *err)
 {
+	/* An accuracy recorded in the file describes the weights it was
+	 * measured on; changed weights would carry a false figure. */
+	if (tensors_changed(b))
+		lt_model_del_meta(b->stage, LT_META_TEST_ACCURACY);
 	struct step *s = step_new(b->head, b->stage, message, b->stage_calls, err);
 	if (!s)
 		return LT_ENOMEM;

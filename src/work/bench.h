@@ -27,6 +27,10 @@
 
 typedef struct lt_bench lt_bench;
 
+/* Metadata key where `lathe train` records test accuracy; a commit that
+ * changes weights drops it, since it no longer holds. */
+#define LT_META_TEST_ACCURACY "lathe.test_accuracy"
+
 /* Size and (for models with a graph) accuracy of one model. */
 typedef struct lt_metrics {
 	int has_accuracy;     /* 0: weights-only, or not evaluated */
