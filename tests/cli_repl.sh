@@ -405,6 +405,18 @@ expect "tty: Tab completes a model field (model.pa -> model.path)" '^> model\.pa
 press Enter
 expect "tty: the completed field reads" 'mlp\.safetensors'
 wait_prompt
+# Layer names (the model's __names) and fields through them.
+keys 'model.fc'
+press Tab
+press Tab
+expect "tty: Tab Tab lists the layers (model.fc: fc1 fc2 ...)" 'fc1 +fc2'
+press C-u
+wait_prompt
+keys 'model.fc1.w'
+press Tab
+expect "tty: Tab completes through a layer (model.fc1.w -> model.fc1.weight)" '^> model\.fc1\.weight$'
+press C-u
+wait_prompt
 press C-d
 wait_for '^\[exit 0\]$'
 no_sanitizer "tty: model session: no sanitizer report"

@@ -1207,6 +1207,36 @@ static int m_len(lua_State *L)
 	return 1;
 }
 
+/* __names: the model's layer names, which m.NAME also reads (for
+ * completion; the REPL calls it). */
+static int m_names(lua_State *L)
+{
+	lmodel *lm = lt_check_model(L, 1);
+	lua_newtable(L);
+	if (!lm->bench || lt_bench_closed(lm->bench))
+		return 1;
+	lt_model *m = lt_bench_staged(lm->bench);
+	lt_graph *g = lt_model_graph(m);
+	int k = 0;
+	for (int i = 0; g && i < g->n_nodes; i++) {
+		if (!g->nodes[i].params[LT_P_WEIGHT])
+			continue;
+		lua_pushstring(L, g->nodes[i].name);
+		lua_rawseti(L, -2, ++k);
+	}
+	if (!g) {
+		push_layer_list(L, lm->bench);
+		for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+			lua_rawgeti(L, -1, i);
+			lua_pushstring(L, ((llayer *)lua_touserdata(L, -1))->name);
+			lua_rawseti(L, -4, ++k);
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	return 1;
+}
+
 static const char *const model_fields[] = {"path", "layers", "dirty", "has_graph", "version", NULL};
 
 /* m.key: a method, a field, or a layer by name (methods win). */
@@ -1290,5 +1320,9 @@ static void make_type(lua_State *L, const char *name, const luaL_Reg *meta, cons
 void lt_open_model(lua_State *L)
 {
 	make_type(L, LT_MT_MODEL, model_meta, model_methods, m_index, model_fields);
+	luaL_getmetatable(L, LT_MT_MODEL);
+	lua_pushcfunction(L, m_names);
+	lua_setfield(L, -2, "__names");
+	lua_pop(L, 1);
 	make_type(L, LT_MT_LAYER, layer_meta, layer_methods, layer_index, layer_fields);
 }

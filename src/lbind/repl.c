@@ -515,15 +515,35 @@ static int visible_mt(lua_State *L, int v)
 	return 0;
 }
 
-/* May the C __index of metatable MT be called for key K? Only for the
- * lathe types, which list their fields in __fields: for those fields, and
- * for integer keys (model[1] is a layer). */
-static int getter_key(lua_State *L, int mt, int k)
+/* Push the list of names the C function __names of metatable MT gives
+ * for V (a lathe model's layer names), or nil. Only C functions run. */
+static void dynamic_names(lua_State *L, int mt, int v)
+{
+	int top = lua_gettop(L);
+	if (rawfield(L, mt, "__names") == LUA_TFUNCTION && lua_iscfunction(L, -1)) {
+		lua_pushvalue(L, v);
+		if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1))
+			return; /* the list is at top + 1 */
+	}
+	lua_settop(L, top);
+	lua_pushnil(L);
+}
+
+/* May the C __index of metatable MT be called for key K of V? Only for
+ * the lathe types, which list their fields in __fields (and __names): for
+ * those fields, and for integer keys (model[1] is a layer). */
+static int getter_key(lua_State *L, int mt, int v, int k)
 {
 	int top = lua_gettop(L), ok = 0;
 	if (rawfield(L, mt, "__fields") == LUA_TTABLE) {
 		ok = lua_isinteger(L, k);
 		for (lua_Integer i = 1; !ok && lua_rawgeti(L, top + 1, i) != LUA_TNIL; i++) {
+			ok = lua_rawequal(L, -1, k);
+			lua_pop(L, 1);
+		}
+		lua_settop(L, top);
+		dynamic_names(L, mt, v);
+		for (lua_Integer i = 1; !ok && lua_istable(L, top + 1) && lua_rawgeti(L, top + 1, i) != LUA_TNIL; i++) {
 			ok = lua_rawequal(L, -1, k);
 			lua_pop(L, 1);
 		}
@@ -560,7 +580,7 @@ static void peek(lua_State *L, int v, int k, int depth)
 		lua_settop(L, index);
 		/* The getter of a lathe type is C code of ours, without side
 		 * effects; no other __index function runs. */
-		if (lua_iscfunction(L, index) && getter_key(L, mt, k)) {
+		if (lua_iscfunction(L, index) && getter_key(L, mt, v, k)) {
 			lua_pushvalue(L, index);
 			lua_pushvalue(L, v);
 			lua_pushvalue(L, k);
@@ -622,6 +642,15 @@ static void collect(lua_State *L, int v, const completion *cp, int depth)
 					add_name(L, lua_gettop(L), cp);
 				lua_pop(L, 1);
 			}
+		lua_settop(L, mt);
+		if (!cp->method) {
+			dynamic_names(L, mt, v);
+			for (lua_Integer i = 1; lua_istable(L, mt + 1) && lua_rawgeti(L, mt + 1, i) != LUA_TNIL; i++) {
+				if (lua_type(L, -1) == LUA_TSTRING)
+					add_name(L, lua_gettop(L), cp);
+				lua_pop(L, 1);
+			}
+		}
 	}
 	lua_settop(L, top);
 }
