@@ -1,57 +1,13 @@
 -- TAP tests for lathe.pretty. Run: lathe lua tests/lua/t_pretty.lua
 
--- Harness (inline so that each test file runs alone) -----------------------
-local globals_before = {}
-for k in next, _G do globals_before[k] = true end
-
-local results = {}
-local function report(pass, desc, diag)
-	results[#results + 1] = { pass = pass, desc = desc, diag = diag }
-end
-local function show(v)
-	if type(v) == "string" then return string.format("%q", v) end
-	return tostring(v)
-end
-local function ok(cond, desc, diag) report(not not cond, desc, diag) end
-local function is(got, want, desc)
-	report(got == want, desc, "got " .. show(got) .. ", expected " .. show(want))
-end
-local function like(got, pattern, desc)
-	report(type(got) == "string" and got:find(pattern) ~= nil, desc,
-		"got " .. show(got) .. ", expected to match " .. show(pattern))
-end
-local function err(f)
-	local okk, e = pcall(f)
-	if okk then return nil end
-	return tostring(e)
-end
-local function raises(f, text, desc)
-	local e = err(f)
-	report(e ~= nil and e:find(text, 1, true) ~= nil, desc,
-		e == nil and "did not raise" or "got " .. show(e) .. ", expected to contain " .. show(text))
-end
-local function here()
-	local info = debug and debug.getinfo(2, "Sl")
-	return info and (info.short_src .. ":" .. info.currentline .. ":") or nil
-end
-local function located(e, where, desc)
-	if where == nil then
-		report(e ~= nil and e:find("t_pretty.lua:%d+:") ~= nil, desc, "got " .. show(e))
-	else
-		report(e ~= nil and e:sub(1, #where) == where, desc,
-			"got " .. show(e) .. ", expected prefix " .. show(where))
-	end
-end
+-- Harness: tests/lua/tap.lua -----------------------------------------------
+local tap = dofile((arg[0]:match("^(.*/)") or "./") .. "tap.lua")
+local report, show, ok, is, err, raises, here, located =
+	tap.report, tap.show, tap.ok, tap.is, tap.err, tap.raises, tap.here, tap.located
+local like = tap.like
 
 local pretty = require "lathe.pretty"
 
-local strict = getmetatable(_G) == nil
-if strict then
-	setmetatable(_G, {
-		__index = function(_, k) error("read of undeclared global " .. tostring(k), 2) end,
-		__newindex = function(_, k) error("write of undeclared global " .. tostring(k), 2) end,
-	})
-end
 
 local F = pretty.format
 
@@ -302,21 +258,4 @@ local function run()
 	located(e, where, "table: bad option raised at the caller's line")
 end
 
--- Run, then report ---------------------------------------------------------
-local okrun, msg = xpcall(run, function(m) return debug and debug.traceback(tostring(m), 2) or tostring(m) end)
-if strict then setmetatable(_G, nil) end
-if not okrun then report(false, "test script ran to the end", msg) end
-local leaked = {}
-for k in next, _G do
-	if not globals_before[k] then leaked[#leaked + 1] = tostring(k) end
-end
-table.sort(leaked)
-report(#leaked == 0, "no globals created", "new globals: " .. table.concat(leaked, ", "))
-
-print("1.." .. #results)
-for i, r in ipairs(results) do
-	print((r.pass and "ok " or "not ok ") .. i .. " - " .. r.desc)
-	if not r.pass and r.diag then
-		for line in (r.diag .. "\n"):gmatch("(.-)\n") do print("# " .. line) end
-	end
-end
+tap.run(run)

@@ -1,48 +1,10 @@
 -- TAP tests for lathe.schedule. Run: lathe lua tests/lua/t_schedule.lua
 
--- Harness (inline so that each test file runs alone) -----------------------
-local globals_before = {}
-for k in next, _G do globals_before[k] = true end
-
-local results = {}
-local function report(pass, desc, diag)
-	results[#results + 1] = { pass = pass, desc = desc, diag = diag }
-end
-local function show(v)
-	if type(v) == "string" then return string.format("%q", v) end
-	return tostring(v)
-end
-local function ok(cond, desc, diag) report(not not cond, desc, diag) end
-local function is(got, want, desc)
-	report(got == want, desc, "got " .. show(got) .. ", expected " .. show(want))
-end
-local function near(got, want, desc)
-	local tol = 1e-12
-	report(type(got) == "number" and math.abs(got - want) <= tol, desc,
-		"got " .. string.format("%.17g", got or 0 / 0) .. ", expected " .. string.format("%.17g", want))
-end
-local function err(f)
-	local okk, e = pcall(f)
-	if okk then return nil end
-	return tostring(e)
-end
-local function raises(f, text, desc)
-	local e = err(f)
-	report(e ~= nil and e:find(text, 1, true) ~= nil, desc,
-		e == nil and "did not raise" or "got " .. show(e) .. ", expected to contain " .. show(text))
-end
-local function here()
-	local info = debug and debug.getinfo(2, "Sl")
-	return info and (info.short_src .. ":" .. info.currentline .. ":") or nil
-end
-local function located(e, where, desc)
-	if where == nil then
-		report(e ~= nil and e:find("t_schedule.lua:%d+:") ~= nil, desc, "got " .. show(e))
-	else
-		report(e ~= nil and e:sub(1, #where) == where, desc,
-			"got " .. show(e) .. ", expected prefix " .. show(where))
-	end
-end
+-- Harness: tests/lua/tap.lua -----------------------------------------------
+local tap = dofile((arg[0]:match("^(.*/)") or "./") .. "tap.lua")
+local report, show, ok, is, err, raises, here, located =
+	tap.report, tap.show, tap.ok, tap.is, tap.err, tap.raises, tap.here, tap.located
+local function near(got, want, desc) tap.near(got, want, 1e-12, desc) end
 -- f(t) for t = a..b never goes the wrong way (dir 1: up, -1: down).
 local function monotone(f, a, b, dir, step)
 	local prev = f(a)
@@ -56,13 +18,6 @@ end
 
 local schedule = require "lathe.schedule"
 
-local strict = getmetatable(_G) == nil
-if strict then
-	setmetatable(_G, {
-		__index = function(_, k) error("read of undeclared global " .. tostring(k), 2) end,
-		__newindex = function(_, k) error("write of undeclared global " .. tostring(k), 2) end,
-	})
-end
 
 local function run()
 	-- agp: values computed by hand from s_t = s_f + (s_i - s_f)(1 - k/n)^3 ---
@@ -216,21 +171,4 @@ local function run()
 	raises(function() ex(nil) end, "schedule.exponential: step must be a number (got nil)", "exponential: nil step")
 end
 
--- Run, then report ---------------------------------------------------------
-local okrun, msg = xpcall(run, function(m) return debug and debug.traceback(tostring(m), 2) or tostring(m) end)
-if strict then setmetatable(_G, nil) end
-if not okrun then report(false, "test script ran to the end", msg) end
-local leaked = {}
-for k in next, _G do
-	if not globals_before[k] then leaked[#leaked + 1] = tostring(k) end
-end
-table.sort(leaked)
-report(#leaked == 0, "no globals created", "new globals: " .. table.concat(leaked, ", "))
-
-print("1.." .. #results)
-for i, r in ipairs(results) do
-	print((r.pass and "ok " or "not ok ") .. i .. " - " .. r.desc)
-	if not r.pass and r.diag then
-		for line in (r.diag .. "\n"):gmatch("(.-)\n") do print("# " .. line) end
-	end
-end
+tap.run(run)

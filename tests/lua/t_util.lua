@@ -1,51 +1,10 @@
 -- TAP tests for lathe.util. Run: lathe lua tests/lua/t_util.lua
 
--- Harness (inline so that each test file runs alone) -----------------------
-local globals_before = {}
-for k in next, _G do globals_before[k] = true end
-
-local results = {}
-local function report(pass, desc, diag)
-	results[#results + 1] = { pass = pass, desc = desc, diag = diag }
-end
-local function show(v)
-	if type(v) == "string" then return string.format("%q", v) end
-	return tostring(v)
-end
-local function ok(cond, desc, diag) report(not not cond, desc, diag) end
-local function is(got, want, desc)
-	local same = got == want or (got ~= got and want ~= want)
-	report(same, desc, "got " .. show(got) .. ", expected " .. show(want))
-end
-local function near(got, want, tol, desc)
-	report(type(got) == "number" and math.abs(got - want) <= tol, desc,
-		"got " .. show(got) .. ", expected " .. show(want) .. " +- " .. tol)
-end
--- The error message of f, or nil if it did not raise.
-local function err(f)
-	local okk, e = pcall(f)
-	if okk then return nil end
-	return tostring(e)
-end
-local function raises(f, text, desc)
-	local e = err(f)
-	report(e ~= nil and e:find(text, 1, true) ~= nil, desc,
-		e == nil and "did not raise" or "got " .. show(e) .. ", expected to contain " .. show(text))
-end
--- "source:line:" of the caller's current line (nil without the debug library).
-local function here()
-	local info = debug and debug.getinfo(2, "Sl")
-	return info and (info.short_src .. ":" .. info.currentline .. ":") or nil
-end
--- The message must start at the test's own line: the error level is right.
-local function located(e, where, desc)
-	if where == nil then
-		report(e ~= nil and e:find("t_util.lua:%d+:") ~= nil, desc, "got " .. show(e))
-	else
-		report(e ~= nil and e:sub(1, #where) == where, desc,
-			"got " .. show(e) .. ", expected prefix " .. show(where))
-	end
-end
+-- Harness: tests/lua/tap.lua -----------------------------------------------
+local tap = dofile((arg[0]:match("^(.*/)") or "./") .. "tap.lua")
+local report, show, ok, is, err, raises, here, located =
+	tap.report, tap.show, tap.ok, tap.is, tap.err, tap.raises, tap.here, tap.located
+local near = tap.near
 local function list_is(got, want, desc)
 	local parts = {}
 	for i = 1, math.max(#got, #want) do
@@ -73,15 +32,6 @@ if type(os) == "table" then
 	util_bytewise = okload and mod or nil
 end
 
--- Strict mode while the tests run: reading or writing an undeclared global
--- (a module typo) raises.
-local strict = getmetatable(_G) == nil
-if strict then
-	setmetatable(_G, {
-		__index = function(_, k) error("read of undeclared global " .. tostring(k), 2) end,
-		__newindex = function(_, k) error("write of undeclared global " .. tostring(k), 2) end,
-	})
-end
 
 local function run()
 	-- bytes ----------------------------------------------------------------
@@ -252,21 +202,4 @@ local function run()
 	is(o.a, 1, "check_options: nil opts use defaults")
 end
 
--- Run, then report ---------------------------------------------------------
-local okrun, msg = xpcall(run, function(m) return debug and debug.traceback(tostring(m), 2) or tostring(m) end)
-if strict then setmetatable(_G, nil) end
-if not okrun then report(false, "test script ran to the end", msg) end
-local leaked = {}
-for k in next, _G do
-	if not globals_before[k] then leaked[#leaked + 1] = tostring(k) end
-end
-table.sort(leaked)
-report(#leaked == 0, "no globals created", "new globals: " .. table.concat(leaked, ", "))
-
-print("1.." .. #results)
-for i, r in ipairs(results) do
-	print((r.pass and "ok " or "not ok ") .. i .. " - " .. r.desc)
-	if not r.pass and r.diag then
-		for line in (r.diag .. "\n"):gmatch("(.-)\n") do print("# " .. line) end
-	end
-end
+tap.run(run)
