@@ -65,6 +65,16 @@ lua_Integer lt_opt_integer(lua_State *L, int idx, const char *fname, const char 
 const char *lt_opt_string(lua_State *L, int idx, const char *fname, const char *key, const char *def);
 int lt_opt_bool(lua_State *L, int idx, const char *fname, const char *key, int def);
 
+/* A userdata type: metatable `name` with the metamethods in meta, the
+ * methods as __methods, __index the C function index (with the methods
+ * table as its upvalue: methods first, then fields) and the field names
+ * in __fields (for completion). */
+void lt_make_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,
+		  lua_CFunction index, const char *const *fields);
+/* obj:kernel(opts) as lathe.kernel(obj, opts): call kernel with the two
+ * arguments at 1 and 2; returns its one result. */
+int lt_call_kernel(lua_State *L, lua_CFunction kernel);
+
 /* Tensors. */
 void lt_open_tensor(lua_State *L);                 /* metatable; leaves nothing */
 ltensor *lt_push_free_tensor(lua_State *L, lt_tensor *t);  /* takes a reference */

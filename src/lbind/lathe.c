@@ -373,10 +373,7 @@ void lt_journal_value(lua_State *L, lt_sbuf *b, int idx, int depth)
 		lt_sbuf_adds(L, b, num);
 		return;
 	case LUA_TSTRING: {
-		/* %q-style quoting through string.format, so any byte survives. */
-		lua_getglobal(L, "string");
-		int have = lua_istable(L, -1);
-		lua_pop(L, 1);
+		/* Quoted with escapes, so any byte survives. */
 		size_t len;
 		const char *s = lua_tolstring(L, idx, &len);
 		lt_sbuf_addc(L, b, '"');
@@ -393,7 +390,6 @@ void lt_journal_value(lua_State *L, lt_sbuf *b, int idx, int depth)
 			}
 		}
 		lt_sbuf_addc(L, b, '"');
-		(void)have;
 		return;
 	}
 	case LUA_TTABLE: {
@@ -539,71 +535,49 @@ static int msgh(lua_State *L)
 	return 1;
 }
 
-/* Marks for every open bench, or NULL with *n = 0 when none. */
-static lt_bench_mark **mark_all(lua_State *L, size_t *n, lt_err *err)
-{
-	struct lstate *s = lt_lstate(L);
-	*n = s->n;
-	if (!s->n)
-		return NULL;
-	lt_bench_mark **mk = lt_calloc(s->n, sizeof *mk);
-	if (!mk) {
-		lt_err_set(err, LT_ENOMEM, "out of memory");
-		return NULL;
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		if (!(mk[i] = lt_bench_mark_new(s->benches[i], err))) {
-			while (i--)
-				lt_bench_mark_free(mk[i]);
-			lt_free(mk);
-			return NULL;
-		}
-	}
-	return mk;
-}
+/* Every open bench with a mark taken before a call. The reference keeps a
+ * bench alive through the call (the recipe may close or drop it). */
+struct held {
+	lt_bench *bench;
+	lt_bench_mark *mark;
+};
 
-/* Restore (on failure) or release the marks. Benches opened or closed
- * during the call are matched by pointer: a closed one is still held by
- * its mark, so restoring it is harmless. */
-static void settle(lua_State *L, lt_bench_mark **mk, lt_bench **benches, size_t n, int failed)
+/* Restore (on failure) or release the marks of held[0..n). */
+static void settle(struct held *held, size_t n, int failed)
 {
-	(void)L;
 	for (size_t i = 0; i < n; i++) {
 		if (failed)
-			lt_bench_restore(benches[i], mk[i]);
+			lt_bench_restore(held[i].bench, held[i].mark);
 		else
-			lt_bench_mark_free(mk[i]);
-		lt_bench_unref(benches[i]);
+			lt_bench_mark_free(held[i].mark);
+		lt_bench_unref(held[i].bench);
 	}
-	lt_free(mk);
-	lt_free(benches);
+	lt_free(held);
 }
 
 static int atomic_call(lua_State *L, int nargs, int nresults, int msgh_idx)
 {
-	size_t n;
-	lt_err err;
-	lt_bench_mark **mk = mark_all(L, &n, &err);
-	if (n && !mk) {
-		lua_pop(L, nargs + 1);
-		lua_pushstring(L, err.msg);
-		return LUA_ERRMEM;
-	}
-	/* Keep the benches alive through the call: the recipe may close them. */
 	struct lstate *s = lt_lstate(L);
-	lt_bench **benches = n ? lt_malloc(n * sizeof *benches) : NULL;
-	if (n && !benches) {
-		settle(L, mk, NULL, 0, 0);
-		for (size_t i = 0; i < n; i++)
-			lt_bench_mark_free(mk[i]);
+	size_t n = s->n, marked = 0;
+	lt_err err;
+	struct held *held = n ? lt_calloc(n, sizeof *held) : NULL;
+	int ok = !n || held;
+	for (; ok && marked < n; marked++) {
+		held[marked].bench = lt_bench_ref(s->benches[marked]);
+		if (!(held[marked].mark = lt_bench_mark_new(held[marked].bench, &err))) {
+			lt_bench_unref(held[marked].bench);
+			ok = 0;
+			break;
+		}
+	}
+	if (!ok) {
+		settle(held, marked, 0);
 		lua_pop(L, nargs + 1);
-		lua_pushstring(L, "out of memory");
+		lua_pushstring(L, "out of memory marking the open models");
 		return LUA_ERRMEM;
 	}
-	for (size_t i = 0; i < n; i++)
-		benches[i] = lt_bench_ref(s->benches[i]);
 	int st = lua_pcall(L, nargs, nresults, msgh_idx);
-	settle(L, mk, benches, n, st != LUA_OK);
+	settle(held, n, st != LUA_OK);
 	return st;
 }
 
@@ -721,6 +695,37 @@ static int l_params(lua_State *L)
 		lua_pop(L, 1);
 	}
 	lua_settop(L, 2);
+	return 1;
+}
+
+/* ---- types ------------------------------------------------------------ */
+
+void lt_make_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,
+		  lua_CFunction index, const char *const *fields)
+{
+	luaL_newmetatable(L, name);
+	luaL_setfuncs(L, meta, 0);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -3, "__methods");
+	lua_pushcclosure(L, index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_createtable(L, 0, 0);
+	for (int i = 0; fields[i]; i++) {
+		lua_pushstring(L, fields[i]);
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "__fields");
+	lua_pop(L, 1);
+}
+
+int lt_call_kernel(lua_State *L, lua_CFunction kernel)
+{
+	lua_settop(L, 2);
+	lua_pushcfunction(L, kernel);
+	lua_insert(L, 1);
+	lua_call(L, 2, 1);
 	return 1;
 }
 

@@ -288,17 +288,9 @@ static int layer_len(lua_State *L)
 	return 1;
 }
 
-static int forward_kernel(lua_State *L, lua_CFunction f)
-{
-	lua_settop(L, 2);
-	lua_pushcfunction(L, f);
-	lua_insert(L, 1);
-	lua_call(L, 2, 1);
-	return 1;
-}
 
-static int layer_prune(lua_State *L) { return forward_kernel(L, lt_l_prune); }
-static int layer_cast(lua_State *L) { return forward_kernel(L, lt_l_cast); }
+static int layer_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
+static int layer_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
 
 static int layer_stats(lua_State *L)
 {
@@ -1179,9 +1171,9 @@ static int m_dirty(lua_State *L)
 	return 1;
 }
 
-static int m_prune(lua_State *L) { return forward_kernel(L, lt_l_prune); }
-static int m_cast(lua_State *L) { return forward_kernel(L, lt_l_cast); }
-static int m_finetune(lua_State *L) { return forward_kernel(L, lt_l_finetune); }
+static int m_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
+static int m_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
+static int m_finetune(lua_State *L) { return lt_call_kernel(L, lt_l_finetune); }
 
 static int m_tostring(lua_State *L)
 {
@@ -1297,32 +1289,12 @@ static const luaL_Reg layer_meta[] = {
 	{NULL, NULL}
 };
 
-static void make_type(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods,
-		      lua_CFunction index, const char *const *fields)
-{
-	luaL_newmetatable(L, name);
-	luaL_setfuncs(L, meta, 0);
-	lua_newtable(L);
-	luaL_setfuncs(L, methods, 0);
-	lua_pushvalue(L, -1);
-	lua_setfield(L, -3, "__methods");
-	lua_pushcclosure(L, index, 1);
-	lua_setfield(L, -2, "__index");
-	lua_createtable(L, 0, 0);
-	for (int i = 0; fields[i]; i++) {
-		lua_pushstring(L, fields[i]);
-		lua_rawseti(L, -2, i + 1);
-	}
-	lua_setfield(L, -2, "__fields");
-	lua_pop(L, 1);
-}
-
 void lt_open_model(lua_State *L)
 {
-	make_type(L, LT_MT_MODEL, model_meta, model_methods, m_index, model_fields);
+	lt_make_type(L, LT_MT_MODEL, model_meta, model_methods, m_index, model_fields);
 	luaL_getmetatable(L, LT_MT_MODEL);
 	lua_pushcfunction(L, m_names);
 	lua_setfield(L, -2, "__names");
 	lua_pop(L, 1);
-	make_type(L, LT_MT_LAYER, layer_meta, layer_methods, layer_index, layer_fields);
+	lt_make_type(L, LT_MT_LAYER, layer_meta, layer_methods, layer_index, layer_fields);
 }

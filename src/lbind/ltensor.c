@@ -173,9 +173,12 @@ static void write_end(lua_State *L, ltensor *v, const char *method, int first, i
 		float *p = lt_tensor_data_mut(t, &err);
 		if (!m || !p)
 			lt_lraise(L, "tensor", &err);
-		for (int64_t i = 0, n = lt_tensor_numel(t); i < n; i++)
+		/* Only the view was written. */
+		for (int64_t k = 0, n = view_numel(v); k < n; k++) {
+			int64_t i = flat_index(v, k);
 			if (m[i] == 0.0f)
 				p[i] = 0.0f;
+		}
 	}
 	if (!v->bench)
 		return;
@@ -800,23 +803,8 @@ static int t_len(lua_State *L)
 	return 1;
 }
 
-static int t_prune(lua_State *L)
-{
-	lua_settop(L, 2);
-	lua_pushcfunction(L, lt_l_prune);
-	lua_insert(L, 1);
-	lua_call(L, 2, 1);
-	return 1;
-}
-
-static int t_cast(lua_State *L)
-{
-	lua_settop(L, 2);
-	lua_pushcfunction(L, lt_l_cast);
-	lua_insert(L, 1);
-	lua_call(L, 2, 1);
-	return 1;
-}
+static int t_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
+static int t_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
 
 static const char *const fields[] = {"shape", "ndim", "numel", "dtype", "name", "is_view", NULL};
 
@@ -875,20 +863,7 @@ static const luaL_Reg meta[] = {
 
 void lt_open_tensor(lua_State *L)
 {
-	luaL_newmetatable(L, LT_MT_TENSOR);
-	luaL_setfuncs(L, meta, 0);
-	luaL_newlib(L, methods);
-	lua_pushvalue(L, -1);
-	lua_setfield(L, -3, "__methods");
-	lua_pushcclosure(L, t_index, 1);
-	lua_setfield(L, -2, "__index");
-	lua_createtable(L, 0, 0);
-	for (int i = 0; fields[i]; i++) {
-		lua_pushstring(L, fields[i]);
-		lua_rawseti(L, -2, i + 1);
-	}
-	lua_setfield(L, -2, "__fields");
-	lua_pop(L, 1);
+	lt_make_type(L, LT_MT_TENSOR, meta, methods, t_index, fields);
 }
 
 /* Most elements a new tensor may have: what the sandbox has left, and

@@ -53,6 +53,10 @@ struct lt_bench {
 	int refs;
 	struct act_cache act[ACT_SLOTS];
 	uint64_t act_clock;
+	/* Fidelity of the stage version fid_version (every stage change gets a
+	 * new version, commits and undos included). */
+	lt_preview fid;
+	uint64_t fid_version;
 	struct step *head;
 	lt_model *stage;
 	char *stage_calls;    /* never NULL */
@@ -198,6 +202,7 @@ void lt_bench_unref(lt_bench *b)
 	lt_model_unref(b->stage);
 	lt_free(b->stage_calls);
 	cache_clear(b->stage_cache);
+	lt_preview_free(&b->fid);
 	for (int i = 0; i < ACT_SLOTS; i++) {
 		lt_model_unref(b->act[i].model);
 		lt_free(b->act[i].key);
@@ -423,13 +428,17 @@ void lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out)
 	out->ratio = out->size ? (double)baseline_bytes / (double)out->size : 0.0;
 }
 
-static int measure(lt_bench *b, lt_model *m, const lt_preview_opts *o, lt_metrics *out, lt_err *err)
+/* Sizes of m and, with data and a graph, its accuracy; evaluation starts
+ * at value from_value with activations from_data when given. */
+static int measure(lt_bench *b, lt_model *m, const lt_preview_opts *o, int from_value,
+		   const float *from_data, lt_metrics *out, lt_err *err)
 {
 	lt_model_size_metrics(m, b->baseline_bytes, out);
 	if (!o->data || !lt_model_graph(m))
 		return 0;
 	lt_eval_opts eo = {.batch = o->batch ? o->batch : 1000, .threads = o->threads,
-			   .progress = o->progress, .progress_ud = o->progress_ud};
+			   .progress = o->progress, .progress_ud = o->progress_ud,
+			   .from_value = from_value, .from_data = from_data};
 	lt_eval_result r;
 	int rc = lt_eval_run(m, o->data, &eo, &r, err);
 	if (rc)
@@ -572,26 +581,12 @@ static int measure_staged(lt_bench *b, const lt_preview_opts *o, const char *key
 	lt_model *s = b->stage;
 	int v = o->data ? first_changed_node(s, b->head->model) : 0;
 	if (v == 0 || !lt_graph_is_cut(lt_model_graph(s), v))
-		return measure(b, s, o, out, err);
+		return measure(b, s, o, 0, NULL, out, err);
 	int rc;
 	const float *act = act_for(b, o, key, v, &rc, err);
 	if (rc)
 		return rc;
-	if (!act)
-		return measure(b, s, o, out, err);
-	lt_model_size_metrics(s, b->baseline_bytes, out);
-	lt_eval_opts eo = {.batch = o->batch ? o->batch : 1000, .threads = o->threads,
-			   .progress = o->progress, .progress_ud = o->progress_ud,
-			   .from_value = v, .from_data = act};
-	lt_eval_result r;
-	if ((rc = lt_eval_run(s, o->data, &eo, &r, err)))
-		return rc;
-	out->has_accuracy = 1;
-	out->accuracy = r.top1;
-	out->loss = r.loss;
-	out->images = r.n;
-	lt_eval_result_free(&r);
-	return 0;
+	return act ? measure(b, s, o, v, act, out, err) : measure(b, s, o, 0, NULL, out, err);
 }
 
 static double gauss(lt_rng *r)
@@ -647,8 +642,26 @@ static int fidelity_of(lt_tensor *committed, lt_tensor *staged, lt_fidelity *f, 
 	return 0;
 }
 
+/* dst->fidelity = a copy of src's. */
+static int copy_fidelity(lt_preview *dst, const lt_preview *src, lt_err *err)
+{
+	dst->fidelity = lt_calloc(src->n_fidelity ? src->n_fidelity : 1, sizeof *dst->fidelity);
+	if (!dst->fidelity)
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < src->n_fidelity; i++) {
+		dst->fidelity[i] = src->fidelity[i];
+		if (!(dst->fidelity[i].name = lt_strdup(src->fidelity[i].name)))
+			return lt_err_set(err, LT_ENOMEM, "out of memory");
+		dst->n_fidelity = i + 1;
+	}
+	return 0;
+}
+
+/* Fidelity of every changed tensor, computed once per stage version. */
 static int preview_fidelity(lt_bench *b, lt_preview *out, lt_err *err)
 {
+	if (b->fid.fidelity && b->fid_version == b->version)
+		return copy_fidelity(out, &b->fid, err);
 	lt_model *c = b->head->model, *s = b->stage;
 	size_t n = lt_model_tensor_count(s), k = 0;
 	out->fidelity = lt_calloc(n ? n : 1, sizeof *out->fidelity);
@@ -667,6 +680,13 @@ static int preview_fidelity(lt_bench *b, lt_preview *out, lt_err *err)
 		if (rc)
 			return rc;
 	}
+	/* Keep a copy for the next preview of this version (a cache that
+	 * cannot be filled only misses next time). */
+	lt_preview_free(&b->fid);
+	lt_err ignored;
+	if (copy_fidelity(&b->fid, out, &ignored))
+		lt_preview_free(&b->fid);
+	b->fid_version = b->version;
 	return 0;
 }
 
@@ -680,7 +700,7 @@ int lt_bench_preview(lt_bench *b, const lt_preview_opts *o, lt_preview *out, lt_
 	if (hit) {
 		out->committed = hit->m;
 	} else {
-		if ((rc = measure(b, h->model, o, &out->committed, err)))
+		if ((rc = measure(b, h->model, o, 0, NULL, &out->committed, err)))
 			return rc;
 		cache_put(h->cache, key, 0, &out->committed);
 	}
