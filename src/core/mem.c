@@ -49,7 +49,7 @@ void *lt_malloc_array(size_t count, size_t size)
 	return lt_malloc(count * size);
 }
 
-void *lt_alloc_aligned(size_t n)
+void *lt_alloc_uninit(size_t n)
 {
 	if (should_fail())
 		return NULL;
@@ -57,7 +57,14 @@ void *lt_alloc_aligned(size_t n)
 	size_t rounded = (n + 63) & ~(size_t)63;
 	if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64))
 		return NULL;
-	memset(p, 0, rounded ? rounded : 64);
+	return p;
+}
+
+void *lt_alloc_aligned(size_t n)
+{
+	void *p = lt_alloc_uninit(n);
+	if (p)
+		memset(p, 0, n);
 	return p;
 }
 

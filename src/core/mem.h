@@ -15,6 +15,10 @@ void *lt_malloc_array(size_t count, size_t size);
 /* Memory aligned to 64 bytes (cache line / AVX-512), zero-filled; free with
  * lt_free like the others. */
 void *lt_alloc_aligned(size_t n);
+/* Like lt_alloc_aligned without the zero fill, for buffers always written
+ * before they are read: their pages are then first touched (and faulted
+ * in) by whichever thread writes them, not all by the allocating one. */
+void *lt_alloc_uninit(size_t n);
 void lt_free(void *p);
 
 /* Test hook: fail every allocation after the next n succeed; n < 0 turns

@@ -6,23 +6,28 @@
 
 #include "core/mem.h"
 #include "kern/blas.h"
+#include "nn/conv.h"
 #include "nn/layers.h"
 
-/* Workspace per thread is sized for this many floats across all values. It
- * keeps a chunk's activations near L2 while giving GEMM wide enough
- * operands. */
+/* Workspace per thread is sized for this many floats across all values: a
+ * chunk is the batch a GEMM layer sees at once, wide enough to run near
+ * full speed. */
 #define CHUNK_FLOATS (1 << 22)
 #define MAX_CHUNK 256
+/* Per-sample nodes (see run_chunk) take this many samples per pass: enough
+ * to fill Winograd's tile blocks, few enough that the activations one pass
+ * writes are still in cache when the next node reads them. */
+#define PASS_SAMPLES 16
 
 struct bound {             /* per-node parameters, f32 */
 	const float *w, *b;
 	float *bn_scale, *bn_shift; /* batchnorm folded to y = x*scale + shift */
+	lt_conv *conv;              /* convolution plan */
 };
 
 struct worker {
 	float **vals;          /* per value: chunk * numel floats (value 0 unused) */
-	float *cols;           /* im2col scratch */
-	float *gemm;           /* conv GEMM output before NCHW scatter */
+	float *scratch;        /* convolution scratch, the largest plan's */
 };
 
 struct lt_forward {
@@ -33,12 +38,6 @@ struct lt_forward {
 	struct bound *bound;
 	struct worker *work;
 };
-
-/* Floats of im2col scratch one sample needs for conv node n. */
-static int64_t conv_cols(const lt_node *n)
-{
-	return n->in_features * n->kernel[0] * n->kernel[1] * n->out_shape[1] * n->out_shape[2];
-}
 
 /* Ops that pass their input through unchanged at inference share its buffer. */
 static int is_identity(lt_op op)
@@ -64,6 +63,10 @@ static int bind_params(lt_forward *f, lt_err *err)
 		}
 		b->w = p[LT_P_WEIGHT];
 		b->b = p[LT_P_BIAS];
+		if (n->op == LT_OP_CONV2D &&
+		    !(b->conv = lt_conv_new(n, lt_graph_value_shape(g, n->inputs[0]), b->w, b->b,
+					    LT_CONV_AUTO, err)))
+			return err ? err->code : LT_ENOMEM;
 		if (n->op == LT_OP_BATCHNORM1D || n->op == LT_OP_BATCHNORM2D) {
 			int64_t c = n->in_features;
 			b->bn_scale = lt_malloc_array((size_t)c * 2, sizeof(float));
@@ -83,7 +86,7 @@ static int bind_params(lt_forward *f, lt_err *err)
 static int alloc_worker(lt_forward *f, struct worker *w, lt_err *err)
 {
 	const lt_graph *g = f->g;
-	int64_t cols = 0, gemm = 0;
+	int64_t scratch = 0;
 	w->vals = lt_calloc((size_t)g->n_nodes + 1, sizeof *w->vals);
 	if (!w->vals)
 		return lt_err_set(err, LT_ENOMEM, "out of memory");
@@ -91,21 +94,16 @@ static int alloc_worker(lt_forward *f, struct worker *w, lt_err *err)
 		const lt_node *n = &g->nodes[i];
 		if (is_identity(n->op))
 			continue;
-		w->vals[i + 1] = lt_alloc_aligned((size_t)(f->chunk * n->out_numel) * sizeof(float));
+		w->vals[i + 1] = lt_alloc_uninit((size_t)(f->chunk * n->out_numel) * sizeof(float));
 		if (!w->vals[i + 1])
 			return lt_err_set(err, LT_ENOMEM, "out of memory for activations");
-		if (n->op == LT_OP_CONV2D) {
-			int64_t c = conv_cols(n);
-			cols = c > cols ? c : cols;
-			gemm = n->out_numel > gemm ? n->out_numel : gemm;
+		if (f->bound[i].conv) {
+			int64_t c = lt_conv_scratch(f->bound[i].conv, f->chunk);
+			scratch = c > scratch ? c : scratch;
 		}
 	}
-	if (cols) {
-		w->cols = lt_alloc_aligned((size_t)(f->chunk * cols) * sizeof(float));
-		w->gemm = lt_alloc_aligned((size_t)(f->chunk * gemm) * sizeof(float));
-		if (!w->cols || !w->gemm)
-			return lt_err_set(err, LT_ENOMEM, "out of memory for convolution scratch");
-	}
+	if (scratch && !(w->scratch = lt_alloc_uninit((size_t)scratch * sizeof(float))))
+		return lt_err_set(err, LT_ENOMEM, "out of memory for convolution scratch");
 	return 0;
 }
 
@@ -115,8 +113,7 @@ static void free_worker(const lt_graph *g, struct worker *w)
 		for (int i = 0; i <= g->n_nodes; i++)
 			lt_free(w->vals[i]);
 	lt_free(w->vals);
-	lt_free(w->cols);
-	lt_free(w->gemm);
+	lt_free(w->scratch);
 }
 
 void lt_forward_free(lt_forward *f)
@@ -124,8 +121,10 @@ void lt_forward_free(lt_forward *f)
 	if (!f)
 		return;
 	if (f->bound)
-		for (int i = 0; i < f->g->n_nodes; i++)
+		for (int i = 0; i < f->g->n_nodes; i++) {
 			lt_free(f->bound[i].bn_scale);
+			lt_conv_free(f->bound[i].conv);
+		}
 	if (f->work)
 		for (int t = 0; t < f->threads; t++)
 			free_worker(f->g, &f->work[t]);
@@ -150,14 +149,6 @@ lt_forward *lt_forward_new(lt_model *m, int threads, lt_err *err)
 	f->model = lt_model_ref(m);
 	f->g = g;
 	f->threads = threads > 0 ? threads : lt_cpu_count();
-	int64_t per_sample = g->in_numel;
-	for (int i = 0; i < g->n_nodes; i++) {
-		per_sample += g->nodes[i].out_numel;
-		if (g->nodes[i].op == LT_OP_CONV2D)
-			per_sample += conv_cols(&g->nodes[i]) + g->nodes[i].out_numel;
-	}
-	int64_t chunk = CHUNK_FLOATS / per_sample;
-	f->chunk = chunk < 1 ? 1 : chunk > MAX_CHUNK ? MAX_CHUNK : (int)chunk;
 	f->bound = lt_calloc((size_t)g->n_nodes, sizeof *f->bound);
 	f->work = lt_calloc((size_t)f->threads, sizeof *f->work);
 	if (!f->bound || !f->work) {
@@ -166,6 +157,18 @@ lt_forward *lt_forward_new(lt_model *m, int threads, lt_err *err)
 	}
 	if (bind_params(f, err))
 		goto fail;
+	/* im2col's scratch grows with the chunk, the other methods' is fixed;
+	 * both are charged per sample as at the largest chunk. */
+	int64_t per_sample = g->in_numel, scratch = 0;
+	for (int i = 0; i < g->n_nodes; i++) {
+		per_sample += g->nodes[i].out_numel;
+		if (f->bound[i].conv) {
+			int64_t c = (lt_conv_scratch(f->bound[i].conv, MAX_CHUNK) + MAX_CHUNK - 1) / MAX_CHUNK;
+			scratch = c > scratch ? c : scratch;
+		}
+	}
+	int64_t chunk = CHUNK_FLOATS / (per_sample + scratch);
+	f->chunk = chunk < 1 ? 1 : chunk > MAX_CHUNK ? MAX_CHUNK : (int)chunk;
 	for (int t = 0; t < f->threads; t++)
 		if (alloc_worker(f, &f->work[t], err))
 			goto fail;
@@ -183,50 +186,76 @@ int lt_forward_outputs_probs(const lt_forward *f)
 	return f->g->nodes[f->g->n_nodes - 1].op == LT_OP_SOFTMAX;
 }
 
+/* Node i on samples [s0, s0 + b) of a chunk whose values start at val. */
+static void run_node(lt_forward *f, struct worker *w, int i, float **val, int s0, int b)
+{
+	const lt_graph *g = f->g;
+	const lt_node *n = &g->nodes[i];
+	int v = n->inputs[0];
+	const int64_t *shape = lt_graph_value_shape(g, v);
+	const float *in = val[v] + s0 * lt_graph_value_numel(g, v);
+	float *y = val[i + 1] + s0 * n->out_numel;
+	int64_t numel = (int64_t)b * n->out_numel;
+	switch (n->op) {
+	case LT_OP_LINEAR: lt_layers_linear(n, f->bound[i].w, f->bound[i].b, in, y, b); break;
+	case LT_OP_CONV2D: lt_conv_run(f->bound[i].conv, in, y, b, w->scratch); break;
+	case LT_OP_MAXPOOL2D:
+	case LT_OP_AVGPOOL2D: lt_layers_pool(n, shape, in, y, b); break;
+	case LT_OP_RELU:
+	case LT_OP_TANH:
+	case LT_OP_SIGMOID: lt_layers_activation(n->op, in, y, numel); break;
+	case LT_OP_SOFTMAX: lt_layers_softmax(in, y, n->out_numel, b); break;
+	case LT_OP_BATCHNORM1D:
+	case LT_OP_BATCHNORM2D:
+		lt_layers_affine(f->bound[i].bn_scale, f->bound[i].bn_shift, shape,
+				 lt_graph_value_ndim(g, v), in, y, b);
+		break;
+	case LT_OP_FLATTEN:
+	case LT_OP_DROPOUT: /* identity at inference: shares its input unless it is the output */
+		if (y != in)
+			memcpy(y, in, (size_t)numel * sizeof(float));
+		break;
+	default:
+		break;
+	}
+}
+
+/* Nodes whose cost does not grow with the batch they see: everything but
+ * GEMMs, which want many samples at once to run at full speed. */
+static int works_per_sample(const lt_forward *f, int i)
+{
+	const lt_node *n = &f->g->nodes[i];
+	if (n->op == LT_OP_LINEAR)
+		return 0;
+	return n->op != LT_OP_CONV2D || lt_conv_method_of(f->bound[i].conv) != LT_CONV_IM2COL;
+}
+
 /* Run nodes [first, last) on b samples whose value `first` starts at x;
- * value `last` goes to out. */
+ * value `last` goes to out. A run of per-sample nodes goes through the
+ * chunk a few samples at a time, so each activation is read back while it
+ * is still in cache; GEMM nodes take the whole chunk. */
 static void run_chunk(lt_forward *f, struct worker *w, int first, int last, const float *x,
 		      float *out, int b)
 {
 	const lt_graph *g = f->g;
-	const float *val[g->n_nodes + 1];
-	val[first] = x;
+	float *val[g->n_nodes + 1];
+	val[first] = (float *)x;
 	if (first == last)
 		memcpy(out, x, (size_t)b * (size_t)lt_graph_value_numel(g, first) * sizeof(float));
-	for (int i = first; i < last; i++) {
-		const lt_node *n = &g->nodes[i];
-		int v = n->inputs[0];
-		const float *in = val[v];
-		const int64_t *shape = lt_graph_value_shape(g, v);
-		int64_t numel = (int64_t)b * n->out_numel;
-		float *y = i == last - 1 ? out : w->vals[i + 1];
-		switch (n->op) {
-		case LT_OP_LINEAR: lt_layers_linear(n, f->bound[i].w, f->bound[i].b, in, y, b); break;
-		case LT_OP_CONV2D:
-			lt_layers_conv2d(n, f->bound[i].w, f->bound[i].b, shape, in, y, b, w->cols, w->gemm);
-			break;
-		case LT_OP_MAXPOOL2D:
-		case LT_OP_AVGPOOL2D: lt_layers_pool(n, shape, in, y, b); break;
-		case LT_OP_RELU:
-		case LT_OP_TANH:
-		case LT_OP_SIGMOID: lt_layers_activation(n->op, in, y, numel); break;
-		case LT_OP_SOFTMAX: lt_layers_softmax(in, y, n->out_numel, b); break;
-		case LT_OP_BATCHNORM1D:
-		case LT_OP_BATCHNORM2D:
-			lt_layers_affine(f->bound[i].bn_scale, f->bound[i].bn_shift, shape,
-					 lt_graph_value_ndim(g, v), in, y, b);
-			break;
-		case LT_OP_FLATTEN:
-		case LT_OP_DROPOUT: /* identity at inference */
-			if (y == out)
-				memcpy(y, in, (size_t)numel * sizeof(float));
-			else
-				y = (float *)in;
-			break;
-		default:
-			break;
+	for (int i = first; i < last; i++)
+		val[i + 1] = i == last - 1 ? out : is_identity(g->nodes[i].op) ? val[g->nodes[i].inputs[0]]
+									 : w->vals[i + 1];
+	for (int i = first; i < last;) {
+		int j = i + 1, step = b;
+		if (works_per_sample(f, i)) {
+			while (j < last && works_per_sample(f, j))
+				j++;
+			step = PASS_SAMPLES;
 		}
-		val[i + 1] = y;
+		for (int s0 = 0; s0 < b; s0 += step)
+			for (int k = i; k < j; k++)
+				run_node(f, w, k, val, s0, b - s0 < step ? b - s0 : step);
+		i = j;
 	}
 }
 

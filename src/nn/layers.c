@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kern/blas.h"
+#include "nn/simd.h"
 
 void lt_layers_linear(const lt_node *n, const float *w, const float *bias, const float *x, float *y, int b)
 {
@@ -85,7 +86,7 @@ void lt_layers_conv2d(const lt_node *n, const float *w, const float *bias, const
 /* Max or average pooling. Loops run over output columns innermost, with
  * the valid column range worked out per kernel tap, so there are no
  * per-element bounds tests and the compiler can vectorise. */
-void lt_layers_pool(const lt_node *n, const int64_t *in_shape, const float *x, float *y, int b)
+LT_HOT void lt_layers_pool(const lt_node *n, const int64_t *in_shape, const float *x, float *y, int b)
 {
 	int C = (int)in_shape[0], H = (int)in_shape[1], W = (int)in_shape[2];
 	int OH = (int)n->out_shape[1], OW = (int)n->out_shape[2];
@@ -151,7 +152,7 @@ void lt_layers_pool(const lt_node *n, const int64_t *in_shape, const float *x, f
 	}
 }
 
-void lt_layers_affine(const float *scale, const float *shift, const int64_t *in_shape,
+LT_HOT void lt_layers_affine(const float *scale, const float *shift, const int64_t *in_shape,
 		      int in_ndim, const float *x, float *y, int b)
 {
 	int64_t C = in_shape[0], inner = 1;
@@ -183,7 +184,7 @@ void lt_layers_softmax(const float *x, float *y, int64_t width, int b)
 }
 
 
-void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n)
+LT_HOT void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n)
 {
 	switch (op) {
 	case LT_OP_RELU:

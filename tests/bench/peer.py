@@ -4,6 +4,7 @@
 usage:
   /usr/bin/python3 peer.py MODEL.safetensors DATA_DIR BATCH IMAGES REPEATS THREADS
   /usr/bin/python3 peer.py --sgemm M K N THREADS REPEATS
+  /usr/bin/python3 peer.py --conv C H W OC K STRIDE PAD BATCH THREADS REPEATS
 
 The first form builds a torch model from the architecture lathe stores in the
 file's __metadata__ ("lathe.arch"), loads the weights, puts it in eval mode,
@@ -23,6 +24,11 @@ comparable; only their noise grows.
 
 The second form times torch.mm of float32 [M,K] x [K,N] (the operands filled
 like bench_sgemm's) and prints one JSON line with the median GFLOP/s.
+
+The third form times torch.nn.functional.conv2d on BATCH images [C, H, W]
+with OC square K x K filters (operands filled like bench_conv's) and prints
+one JSON line with the median seconds and the rate in multiply-accumulates
+of the plain convolution (GMAC/s), like bench_conv.
 
 THREADS is applied with torch.set_num_threads (ATen/OpenMP/oneDNN) and, when
 OpenBLAS is loaded in the process, with openblas_set_num_threads as well:
@@ -431,14 +437,41 @@ def bench_sgemm(argv):
     print(json.dumps(res))
 
 
+def bench_conv(argv):
+    c, h, w, oc, k, stride, pad, batch, threads, reps = ints(argv[:6]) + ints(argv[6:7], 0) + ints(argv[7:])
+    lib = set_threads(threads)
+    # Same operands as bench_conv: x[i] = (i % 17) * 0.05, w[i] = ((i % 11) - 5) * 0.01.
+    x = ((torch.arange(batch * c * h * w) % 17).to(torch.float32) * 0.05).reshape(batch, c, h, w)
+    wt = (((torch.arange(oc * c * k * k) % 11) - 5).to(torch.float32) * 0.01).reshape(oc, c, k, k)
+    bias = torch.arange(oc).to(torch.float32) * 0.1
+    f = torch.nn.functional.conv2d
+    with torch.inference_mode():
+        y = f(x, wt, bias, stride=stride, padding=pad)  # warm up
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f(x, wt, bias, stride=stride, padding=pad)
+            times.append(time.perf_counter() - t0)
+    med = median(times)
+    macs = y.numel() * c * k * k
+    res = {"engine": "pytorch", "shape": "%dx%dx%d->%d k%d s%d p%d" % (c, h, w, oc, k, stride, pad),
+           "batch": batch, "threads": threads, "median_s": float("%.3e" % med),
+           "gmacs": round(macs / med / 1e9, 2)}
+    res.update(env_info(lib))
+    print(json.dumps(res))
+
+
 USAGE = ("usage: peer.py MODEL.safetensors DATA_DIR BATCH IMAGES REPEATS THREADS\n"
-         "       peer.py --sgemm M K N THREADS REPEATS\n")
+         "       peer.py --sgemm M K N THREADS REPEATS\n"
+         "       peer.py --conv C H W OC K STRIDE PAD BATCH THREADS REPEATS\n")
 
 
 def main(argv):
     try:
         if len(argv) == 6 and argv[0] == "--sgemm":
             bench_sgemm(argv[1:])
+        elif len(argv) == 11 and argv[0] == "--conv":
+            bench_conv(argv[1:])
         elif len(argv) == 6 and not argv[0].startswith("-"):
             bench_model(argv)
         else:

@@ -4,10 +4,10 @@
 #
 #   run.sh BUILDDIR [SRCDIR]
 #
-# Needs BUILDDIR/tests/bench/bench_infer, bench_sgemm and bench_train (the
-# bench target builds them); builds nothing itself.  SRCDIR (default: two
+# Needs BUILDDIR/tests/bench/bench_infer, bench_sgemm, bench_conv and
+# bench_train (the bench target builds them); builds nothing itself.  SRCDIR (default: two
 # levels above this script) holds samples/ with the models and their
-# architectures.  The peers are tests/bench/peer.py (inference, sgemm) and
+# architectures.  The peers are tests/bench/peer.py (inference, sgemm, conv) and
 # peer_train.py (training) run with $LATHE_PEER_PYTHON (default
 # /usr/bin/python3, which has PyTorch); the data set is $LATHE_DATA (default
 # /usr/share/datasets/fashion-mnist; training needs its train-* files and is
@@ -32,6 +32,7 @@ SRCDIR=${2:-$HERE/../..}
 SRCDIR=$(cd "$SRCDIR" 2>/dev/null && pwd) || { echo "run.sh: no source directory '${2:-}'" >&2; exit 1; }
 INFER=$BUILDDIR/tests/bench/bench_infer
 SGEMM=$BUILDDIR/tests/bench/bench_sgemm
+CONV=$BUILDDIR/tests/bench/bench_conv
 TRAIN=$BUILDDIR/tests/bench/bench_train
 LATHE_BIN=$BUILDDIR/lathe
 PREVIEW=$HERE/bench_preview.lua
@@ -45,7 +46,7 @@ if [ -z "${LATHE_DATA:-}" ] && [ ! -d "$DATA" ]; then
 fi
 START=$(date +%s)
 
-for b in "$INFER" "$SGEMM" "$TRAIN" "$LATHE_BIN"; do
+for b in "$INFER" "$SGEMM" "$CONV" "$TRAIN" "$LATHE_BIN"; do
 	if [ ! -x "$b" ]; then
 		echo "run.sh: $b is missing (run 'make bench', which builds it)" >&2
 		exit 1
@@ -79,10 +80,14 @@ done
 
 # Sizes: 10,000 test images at batch 1000 (7 repeats), 2,000 at batch 1
 # (5 repeats); the sgemm shape is lenet300's first layer at batch 1000.
-BIG_IMAGES=10000 BIG_REPS=7 ONE_IMAGES=2000 ONE_REPS=5 GEMM_REPS=11
+BIG_IMAGES=10000 BIG_REPS=7 ONE_IMAGES=2000 ONE_REPS=5 GEMM_REPS=11 CONV_REPS=15
 if [ "${LATHE_BENCH_QUICK:-0}" = 1 ]; then
-	BIG_IMAGES=2000 BIG_REPS=3 ONE_IMAGES=200 ONE_REPS=3 GEMM_REPS=3
+	BIG_IMAGES=2000 BIG_REPS=3 ONE_IMAGES=200 ONE_REPS=3 GEMM_REPS=3 CONV_REPS=3
 fi
+# Convolutions (C H W OC K STRIDE PAD) at batch 64: lenet5's two layers and
+# a 3x3 layer of a VGG/ResNet-style network.
+CONV_SHAPES=("1 28 28 20 5 1 0" "20 12 12 50 5 1 0" "64 16 16 64 3 1 1")
+CONV_NAMES=("lenet5 conv1" "lenet5 conv2" "3x3, 64 channels")
 GM=1000 GK=784 GN=300
 # Training: epochs over the 60,000 training images (a fraction: part of one
 # epoch, extrapolated), lathe and each PyTorch run.
@@ -192,6 +197,22 @@ for t in 1 2; do
 	else
 		G[torch$t]=
 	fi
+done
+
+# ---- convolution --------------------------------------------------------
+declare -A CV
+for i in "${!CONV_SHAPES[@]}"; do
+	echo "convolution ${CONV_NAMES[$i]} (${CONV_SHAPES[$i]}), batch 64:" >&2
+	# shellcheck disable=SC2086 # the shape is five numbers
+	CV[$i/lathe]=$(run "lathe, every method, 1 thread" "$CONV" ${CONV_SHAPES[$i]} 64 $CONV_REPS)
+	for t in 1 2; do
+		if [ $peer_ok = 1 ]; then
+			# shellcheck disable=SC2086
+			CV[$i/torch$t]=$(run "torch conv2d, $t thread(s)" "$PY" "$PEER" --conv ${CONV_SHAPES[$i]} 64 $t $CONV_REPS)
+		else
+			CV[$i/torch$t]=
+		fi
+	done
 done
 
 # ---- inference ----------------------------------------------------------
@@ -333,6 +354,30 @@ for model in lenet300 lenet5; do
 	fi
 	echo "| $model | $(fmt '%.1f ms' "$(jget full_ms "$L")") | $(fmt '%.1f ms' "$(jget suffix_ms "$L")") ($(jget layer "$L")) | $(fmt '%.1f ms' "$(jget suffix_first_ms "$L")") | $(fmt '%.2f ms' "$(jget cached_ms "$L")") | $p1 | $p2 | $r |"
 	unset pt1 pt2
+done
+
+echo
+echo "### Convolution methods (batch 64, median GMAC/s)"
+echo
+echo "Rate in multiply-accumulates of the plain convolution, so methods compare directly"
+echo "(Winograd does fewer). lathe runs each method that fits on 1 thread; *auto* is the one"
+echo "it picks. PyTorch: torch.nn.functional.conv2d at 1 and 2 threads. ratio = lathe auto"
+echo "(1 thread) / PyTorch best (>1: lathe faster)."
+echo
+echo "| layer | shape | lathe auto | im2col | direct | winograd | PyTorch 1 thread | PyTorch 2 threads | ratio |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+for i in "${!CONV_SHAPES[@]}"; do
+	L=${CV[$i/lathe]}
+	auto=$(jget auto "$L")
+	la=$(jget "${auto:-none}_gmacs" "$L")
+	t1=$(jget gmacs "${CV[$i/torch1]}") t2=$(jget gmacs "${CV[$i/torch2]}")
+	best=$(printf '%s\n' "$t1" "$t2" | grep . | sort -g | tail -n 1)
+	if [ $peer_ok = 1 ]; then
+		p1=$(fmt %.1f "$t1") p2=$(fmt %.1f "$t2") r=$(ratio "$la" "$best")
+	else
+		p1="peer unavailable" p2="peer unavailable" r="-"
+	fi
+	echo "| ${CONV_NAMES[$i]} | $(jget shape "$L") | ${auto:--} $(fmt %.1f "$la") | $(fmt %.1f "$(jget im2col_gmacs "$L")") | $(fmt %.1f "$(jget direct_gmacs "$L")") | $(fmt %.1f "$(jget winograd_gmacs "$L")") | $p1 | $p2 | $r |"
 done
 
 echo
