@@ -4,8 +4,12 @@
  *   direct   taps accumulated in vector registers; for small reductions
  *            (first layers: 1-3 input channels), where a GEMM with K <= 75
  *            spends its time unfolding;
- *   winograd F(4x4, r x r) for stride-1 square kernels r = 2..5: 2.8x (3x3)
- *            to 6.3x (5x5) fewer multiplications, relative error ~1e-6.
+ *   winograd F(4x4, r x r) for stride-1 square kernels r = 2..5: 4x (3x3)
+ *            to 6.25x (5x5) fewer multiplications, error ~4e-6 of the
+ *            largest output. Each output mixes a whole 4 + r - 1 square of
+ *            input, so a NaN or infinity in the input spreads to the 4x4
+ *            tile around it (a plain convolution confines it to the
+ *            outputs that read it).
  * Training keeps im2col because backward reuses the unfolded input. */
 #ifndef LT_CONV_H
 #define LT_CONV_H
