@@ -6,12 +6,16 @@
 #include "config.h"
 #include "cli/cli.h"
 #include "kern/blas.h"
+#include "tui/tui.h"
 
 static void usage(FILE *out)
 {
-	fputs("usage: lathe COMMAND [ARGS]\n"
+	fputs("usage: lathe [--data DIR] [MODEL]\n"
+	      "       lathe COMMAND [ARGS]\n"
 	      "\n"
-	      "Look inside neural networks and make them smaller.\n"
+	      "Look inside neural networks and make them smaller. Without a command,\n"
+	      "the interactive workbench on MODEL (default: the bundled sample,\n"
+	      "samples/lenet5.safetensors); press ? there for its keys.\n"
 	      "\n"
 	      "commands:\n"
 	      "  info FILE [--json]          tensors, shapes, parameters, sparsity, sizes,\n"
@@ -47,11 +51,11 @@ int main(int argc, char **argv)
 {
 	/* Before anything touches BLAS: pick OpenBLAS's kernels for this CPU. */
 	lt_blas_autocore(argv);
-	if (argc < 2) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	const char *cmd = argv[1];
+	const char *cmd = argc < 2 ? NULL : argv[1];
+	/* Commands first, so a file named like one (the lua/ directory of a
+	 * source tree) does not hide it; then the workbench. */
+	if (!cmd || !strcmp(cmd, "--data"))
+		return cmd_tui(argc - 1, argv + 1);
 	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
 		usage(stdout);
 		return EXIT_OK;
@@ -73,7 +77,6 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "lua"))
 		return cmd_lua(argc - 1, argv + 1);
 	if (access(cmd, F_OK) == 0)
-		return cli_usage_error(NULL, "'%s' is a file, and the interactive workbench is not "
-				       "built yet: try 'lathe info %s' or 'lathe eval %s'", cmd, cmd, cmd);
-	return cli_usage_error(NULL, "unknown command '%s'", cmd);
+		return cmd_tui(argc - 1, argv + 1);
+	return cli_usage_error(NULL, "unknown command '%s' (and no file of that name)", cmd);
 }

@@ -40,5 +40,6 @@ int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_lua(int argc, char **argv);
+int cmd_tui(int argc, char **argv);
 
 #endif

@@ -10,7 +10,7 @@
 #include "core/mem.h"
 
 struct lt_blob {
-	int refs;
+	int refs;              /* atomic: a worker thread may hold references */
 	int mapped; /* munmap on release, else lt_free */
 	uint8_t *data;
 	size_t size;
@@ -87,13 +87,13 @@ size_t lt_blob_size(const lt_blob *b)
 lt_blob *lt_blob_ref(lt_blob *b)
 {
 	if (b)
-		b->refs++;
+		__atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
 	return b;
 }
 
 void lt_blob_unref(lt_blob *b)
 {
-	if (!b || --b->refs > 0)
+	if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	if (b->mapped) {
 		if (b->size)

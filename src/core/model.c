@@ -21,7 +21,7 @@ struct list {
 };
 
 struct lt_model {
-	int refs;
+	int refs;              /* atomic: a worker thread may hold references */
 	struct list tensors;
 	struct list meta;
 	lt_graph *graph;
@@ -125,13 +125,13 @@ lt_model *lt_model_new(lt_err *err)
 lt_model *lt_model_ref(lt_model *m)
 {
 	if (m)
-		m->refs++;
+		__atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
 	return m;
 }
 
 void lt_model_unref(lt_model *m)
 {
-	if (!m || --m->refs > 0)
+	if (!m || __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	list_free(&m->tensors);
 	list_free(&m->meta);

@@ -8,7 +8,7 @@
 #include "core/mem.h"
 
 struct lt_tensor {
-	int refs;
+	int refs;              /* atomic: a worker thread may hold references */
 	lt_dtype dtype;
 	int ndim;
 	int64_t shape[LT_MAX_DIMS];
@@ -200,7 +200,7 @@ lt_tensor *lt_tensor_from_bytes(lt_dtype dtype, int ndim, const int64_t *shape,
 
 int lt_tensor_shared(const lt_tensor *t)
 {
-	return t->refs > 1;
+	return __atomic_load_n(&t->refs, __ATOMIC_ACQUIRE) > 1;
 }
 
 lt_tensor *lt_tensor_clone(lt_tensor *t, lt_err *err)
@@ -222,13 +222,13 @@ lt_tensor *lt_tensor_clone(lt_tensor *t, lt_err *err)
 lt_tensor *lt_tensor_ref(lt_tensor *t)
 {
 	if (t)
-		t->refs++;
+		__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
 	return t;
 }
 
 void lt_tensor_unref(lt_tensor *t)
 {
-	if (!t || --t->refs > 0)
+	if (!t || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	if (t->f32_owned)
 		lt_free(t->f32);

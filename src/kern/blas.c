@@ -28,6 +28,13 @@ void lt_sgemv(int trans_a, int m, int n, float alpha, const float *a, int lda,
 		cblas_sgemv(CblasRowMajor, CblasNoTrans, m, n, alpha, a, lda, x, 1, beta, y, 1);
 }
 
+void lt_dsyrk(int trans, int n, int k, double alpha, const double *a, int lda,
+	      double beta, double *c, int ldc)
+{
+	cblas_dsyrk(CblasRowMajor, CblasUpper, trans ? CblasTrans : CblasNoTrans,
+		    n, k, alpha, a, lda, beta, c, ldc);
+}
+
 void lt_blas_set_threads(int n)
 {
 	openblas_set_num_threads(n < 1 ? 1 : n);

@@ -1,4 +1,4 @@
-/* The only door to OpenBLAS: GEMM, thread control, and the choice of the
+/* The only door to OpenBLAS: GEMM, SYRK, thread control, and the choice of the
  * CPU kernels OpenBLAS uses. Nothing else includes cblas.h. */
 #ifndef LT_BLAS_H
 #define LT_BLAS_H
@@ -16,6 +16,12 @@ void lt_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 /* y[m] = alpha * A[m,n] x + beta * y (A row-major; trans_a: A stored [n,m]). */
 void lt_sgemv(int trans_a, int m, int n, float alpha, const float *a, int lda,
 	      const float *x, float beta, float *y);
+
+/* Symmetric rank-k update in double: C[n,n] = alpha * A A^T + beta * C
+ * with A stored [n,k] (trans nonzero: C = alpha * A^T A, A stored [k,n]),
+ * row-major. Only the upper triangle of C (j >= i) is written. */
+void lt_dsyrk(int trans, int n, int k, double alpha, const double *a, int lda,
+	      double beta, double *c, int ldc);
 
 /* Threads OpenBLAS may use for one call (1 when our own threads split the
  * work); lt_blas_threads reports the current setting. */

@@ -1,0 +1,105 @@
+/* Shared by the files of the workbench TUI (not installed). */
+#ifndef LT_TUI_INTERNAL_H
+#define LT_TUI_INTERNAL_H
+
+#include <curses.h>
+#include <lua.h>
+#include <stdint.h>
+
+#include "core/model.h"
+#include "data/dataset.h"
+#include "job/worker.h"
+#include "work/bench.h"
+
+enum { PANE_TABLE, PANE_HIST, PANE_HEAT, PANE_SPEC, PANE_REPL, PANE_COUNT };
+
+/* One row of the layer table: a tensor of the staged model. */
+typedef struct tui_row {
+	const char *name;      /* borrowed from the staged model */
+	const char *op;        /* layer op, "-" for tensors outside the graph */
+	char shape[40];
+	int64_t params, zeros;
+	int bits;
+	size_t bytes;
+} tui_row;
+
+/* Accuracy and size of one model state, measured on the worker. */
+typedef struct tui_measure {
+	int state;             /* 0 none, 1 running, 2 done, 3 failed */
+	uint64_t key;          /* what was measured (version, or committed id) */
+	lt_metrics m;
+	char error[160];
+} tui_measure;
+
+#define SCROLLBACK 500
+
+typedef struct tui {
+	lua_State *L;
+	lt_bench *bench;       /* the global `model`'s bench (borrowed) */
+	lt_worker *worker;
+	lt_dataset val;        /* validation split (n == 0 when not found) */
+	char data_note[200];   /* why there is no accuracy, when there is none */
+
+	int w, h;              /* screen size */
+	int utf8, color;
+	WINDOW *win[PANE_COUNT];
+	int focus, maximized;  /* maximized: a plot pane filling the right side */
+	int help, quit;
+	int dirty_all;
+
+	/* layer table */
+	tui_row *rows;
+	int n_rows, sel, top, sort_key;
+	uint64_t rows_version;
+
+	/* plots */
+	int hist_log;
+	int heat_mode;         /* 0 committed, 1 staged, 2 difference */
+	int heat_zoom, heat_x, heat_y;
+
+	/* status */
+	uint64_t seen_version;
+	double changed_at;     /* when the stage last changed (debounce) */
+	tui_measure staged, committed;
+	const lt_model *committed_model;
+
+	/* REPL */
+	char *lines[SCROLLBACK];
+	int n_lines, first_line, scroll;
+	int running;           /* a statement is running */
+	char message[200];     /* one-line notice in the status line */
+} tui;
+
+extern tui *lt_tui_current;
+
+/* panes.c */
+void tui_rows_rebuild(tui *t);
+void tui_draw_table(tui *t, WINDOW *w);
+void tui_draw_hist(tui *t, WINDOW *w);
+void tui_draw_heat(tui *t, WINDOW *w);
+void tui_draw_spec(tui *t, WINDOW *w);
+int tui_table_key(tui *t, int key);
+int tui_plot_key(tui *t, int pane, int key);
+const tui_row *tui_selected(const tui *t);
+void tui_caches_free(void);
+int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size);
+
+/* repl_pane.c */
+int tui_repl_open(tui *t);
+void tui_repl_close(tui *t);
+void tui_repl_draw(tui *t, WINDOW *w);
+/* Feed one key to readline (REPL focus). Returns 1 when the REPL wants to
+ * give focus back to the panes. */
+int tui_repl_key(tui *t, int key);
+void tui_repl_print(tui *t, const char *text);
+void tui_repl_insert(tui *t, const char *text);
+
+/* tui.c */
+void tui_draw_all(tui *t);
+void tui_frame(tui *t, WINDOW *w, int pane, const char *title);
+double tui_now(void);
+/* Called while Lua runs (progress of long kernels): redraw the status
+ * line, and let Esc / Ctrl-C interrupt. */
+void tui_pump(tui *t, const char *label, double fraction);
+
+#endif

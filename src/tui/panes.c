@@ -1,0 +1,816 @@
+/* The layer table and the plots of the selected layer. Drawing reads only
+ * cached summaries: histograms are cheap and made here when a tensor
+ * changes; spectra come from the worker. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/graph.h"
+#include "core/mem.h"
+#include "kern/density.h"
+#include "kern/spectrum.h"
+#include "kern/stats.h"
+#include "tui/internal.h"
+
+/* ---- layer table ---------------------------------------------------------- */
+
+static const char *op_of(const lt_model *m, const char *name)
+{
+	const lt_graph *g = lt_model_graph(m);
+	for (int i = 0; g && i < g->n_nodes; i++)
+		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++)
+			if (g->nodes[i].params[s] && !strcmp(g->nodes[i].params[s], name))
+				return lt_op_name(g->nodes[i].op);
+	return "-";
+}
+
+/* Zero counts per tensor, cached by tensor (a reference keeps the pointer
+ * from being reused while it is cached). */
+#define ZCACHE 4096
+static struct { lt_tensor *t; int64_t zeros; } zcache[ZCACHE];
+
+static int64_t zeros_of(lt_tensor *x)
+{
+	size_t h = ((uintptr_t)x >> 4) % ZCACHE;
+	if (zcache[h].t == x)
+		return zcache[h].zeros;
+	const float *v = lt_tensor_data(x, NULL);
+	int64_t z = 0, n = lt_tensor_numel(x);
+	for (int64_t i = 0; v && i < n; i++)
+		z += v[i] == 0.0f;
+	lt_tensor_unref(zcache[h].t);
+	zcache[h].t = lt_tensor_ref(x);
+	zcache[h].zeros = z;
+	return z;
+}
+
+static int sort_key;
+
+static int row_cmp(const void *a, const void *b)
+{
+	const tui_row *x = a, *y = b;
+	switch (sort_key) {
+	case 1: return (x->params < y->params) - (x->params > y->params);
+	case 2: {
+		double fx = x->params ? (double)x->zeros / (double)x->params : 0;
+		double fy = y->params ? (double)y->zeros / (double)y->params : 0;
+		return (fx < fy) - (fx > fy);
+	}
+	case 3: return (x->bytes < y->bytes) - (x->bytes > y->bytes);
+	default: return 0; /* file order: qsort is not stable, so index decides */
+	}
+}
+
+void tui_rows_rebuild(tui *t)
+{
+	const char *was = t->n_rows && t->sel < t->n_rows ? t->rows[t->sel].name : NULL;
+	char keep[256] = "";
+	if (was)
+		snprintf(keep, sizeof keep, "%s", was);
+	lt_free(t->rows);
+	t->rows = NULL;
+	t->n_rows = 0;
+	t->rows_version = t->bench ? lt_bench_version(t->bench) : 0;
+	if (!t->bench)
+		return;
+	lt_model *m = lt_bench_staged(t->bench);
+	size_t n = lt_model_tensor_count(m);
+	t->rows = lt_calloc(n ? n : 1, sizeof *t->rows);
+	if (!t->rows)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		lt_tensor *x = lt_model_tensor_at(m, i);
+		tui_row *r = &t->rows[t->n_rows++];
+		r->name = lt_model_tensor_name(m, i);
+		r->op = op_of(m, r->name);
+		int nd = lt_tensor_ndim(x), k = 0;
+		const int64_t *sh = lt_tensor_shape(x);
+		k += snprintf(r->shape + k, sizeof r->shape - (size_t)k, "[");
+		for (int d = 0; d < nd && k < (int)sizeof r->shape - 8; d++)
+			k += snprintf(r->shape + k, sizeof r->shape - (size_t)k, d ? "x%lld" : "%lld",
+				      (long long)sh[d]);
+		snprintf(r->shape + k, sizeof r->shape - (size_t)k, "]");
+		r->params = lt_tensor_numel(x);
+		r->zeros = zeros_of(x);
+		r->bits = (int)lt_dtype_size(lt_tensor_dtype(x)) * 8;
+		r->bytes = (size_t)r->params * lt_dtype_size(lt_tensor_dtype(x));
+	}
+	sort_key = t->sort_key;
+	if (t->sort_key)
+		qsort(t->rows, (size_t)t->n_rows, sizeof *t->rows, row_cmp);
+	t->sel = 0;
+	for (int i = 0; keep[0] && i < t->n_rows; i++)
+		if (!strcmp(t->rows[i].name, keep))
+			t->sel = i;
+}
+
+const tui_row *tui_selected(const tui *t)
+{
+	return t->n_rows && t->sel >= 0 && t->sel < t->n_rows ? &t->rows[t->sel] : NULL;
+}
+
+static void fmt_count(int64_t v, char *out, size_t n)
+{
+	if (v >= 10000000000LL)
+		snprintf(out, n, "%.1fG", (double)v / 1e9);
+	else if (v >= 10000000)
+		snprintf(out, n, "%.1fM", (double)v / 1e6);
+	else if (v >= 10000)
+		snprintf(out, n, "%.1fk", (double)v / 1e3);
+	else
+		snprintf(out, n, "%lld", (long long)v);
+}
+
+void tui_draw_table(tui *t, WINDOW *w)
+{
+	static const char *const sort_names[] = {"file order", "params", "% zeros", "bytes"};
+	char title[64];
+	snprintf(title, sizeof title, "Layers (s: sort by %s)", sort_names[t->sort_key]);
+	tui_frame(t, w, PANE_TABLE, title);
+	int hh, ww;
+	getmaxyx(w, hh, ww);
+	int inner = ww - 2, rows = hh - 3;
+	/* Fixed columns: op 6, shape 14, params 7, %zero 6, bits 3, bytes 8
+	 * (with a space before each). The name takes the rest; while it would
+	 * get under 12, bytes, bits and op are dropped and shape narrowed. */
+	int show_bytes = 1, show_bits = 1, show_op = 1, shape_w = 14;
+	int fixed = 7 + 15 + 8 + 7 + 4 + 9;
+	if (inner - fixed < 12)
+		show_bytes = 0, fixed -= 9;
+	if (inner - fixed < 12)
+		show_bits = 0, fixed -= 4;
+	if (inner - fixed < 12)
+		show_op = 0, fixed -= 7;
+	if (inner - fixed < 12)
+		shape_w = 10, fixed -= 4;
+	int nw = inner - fixed < 4 ? 4 : inner - fixed;
+	char line[512];
+	int k = snprintf(line, sizeof line, "%-*.*s", nw, nw, "name");
+	if (show_op)
+		k += snprintf(line + k, sizeof line - (size_t)k, " %-6.6s", "op");
+	k += snprintf(line + k, sizeof line - (size_t)k, " %-*.*s %7s %6s", shape_w, shape_w, "shape",
+		      "params", "%zero");
+	if (show_bits)
+		k += snprintf(line + k, sizeof line - (size_t)k, " %3s", "bit");
+	if (show_bytes)
+		snprintf(line + k, sizeof line - (size_t)k, " %8s", "bytes");
+	wattron(w, A_BOLD);
+	mvwaddnstr(w, 1, 1, line, inner);
+	wattroff(w, A_BOLD);
+	if (t->sel < t->top)
+		t->top = t->sel;
+	if (t->sel >= t->top + rows)
+		t->top = t->sel - rows + 1;
+	for (int i = 0; i < rows && t->top + i < t->n_rows; i++) {
+		const tui_row *r = &t->rows[t->top + i];
+		char p[24], b[24];
+		fmt_count(r->params, p, sizeof p);
+		fmt_count((int64_t)r->bytes, b, sizeof b);
+		double zf = r->params ? 100.0 * (double)r->zeros / (double)r->params : 0;
+		k = snprintf(line, sizeof line, "%-*.*s", nw, nw, r->name);
+		if (show_op)
+			k += snprintf(line + k, sizeof line - (size_t)k, " %-6.6s", r->op);
+		k += snprintf(line + k, sizeof line - (size_t)k, " %-*.*s %7s %6.1f", shape_w, shape_w,
+			      r->shape, p, zf);
+		if (show_bits)
+			k += snprintf(line + k, sizeof line - (size_t)k, " %3d", r->bits);
+		if (show_bytes)
+			snprintf(line + k, sizeof line - (size_t)k, " %8s", b);
+		int selected = t->top + i == t->sel;
+		if (selected)
+			wattron(w, A_REVERSE);
+		mvwaddnstr(w, 2 + i, 1, line, inner);
+		if (selected)
+			wattroff(w, A_REVERSE);
+	}
+	if (!t->n_rows)
+		mvwaddnstr(w, 2, 1, "(no tensors)", inner);
+}
+
+int tui_table_key(tui *t, int key)
+{
+	int page = t->win[PANE_TABLE] ? getmaxy(t->win[PANE_TABLE]) - 3 : 10;
+	switch (key) {
+	case KEY_UP:
+	case 'k': t->sel--; break;
+	case KEY_DOWN:
+	case 'j': t->sel++; break;
+	case KEY_PPAGE: t->sel -= page; break;
+	case KEY_NPAGE: t->sel += page; break;
+	case KEY_HOME:
+	case 'g': t->sel = 0; break;
+	case KEY_END:
+	case 'G': t->sel = t->n_rows - 1; break;
+	case 's':
+		t->sort_key = (t->sort_key + 1) % 4;
+		t->rows_version = (uint64_t)-1; /* rebuild in the new order */
+		break;
+	default: return 0;
+	}
+	t->sel = t->sel >= t->n_rows ? t->n_rows - 1 : t->sel;
+	t->sel = t->sel < 0 ? 0 : t->sel;
+	t->heat_x = t->heat_y = 0;
+	return 1;
+}
+
+/* ---- histogram -------------------------------------------------------------- */
+
+/* Histogram of one tensor over a fixed range, cached by (tensor, range,
+ * bins, mode). */
+typedef struct hist {
+	lt_tensor *t;
+	double lo, hi;
+	int bins, log_abs;
+	int64_t counts[512];
+} hist;
+static hist hcache[2];
+
+static const int64_t *hist_of(int slot, lt_tensor *x, double lo, double hi, int bins, int log_abs)
+{
+	hist *h = &hcache[slot];
+	if (h->t == x && h->lo == lo && h->hi == hi && h->bins == bins && h->log_abs == log_abs)
+		return h->counts;
+	lt_tensor_unref(h->t);
+	h->t = NULL;
+	if (lt_stats_histogram(x, bins, lo, hi, log_abs, h->counts, NULL))
+		return NULL;
+	h->t = lt_tensor_ref(x);
+	h->lo = lo, h->hi = hi, h->bins = bins, h->log_abs = log_abs;
+	return h->counts;
+}
+
+/* The pair of tensors the plots show: committed and staged. */
+static int selected_pair(tui *t, lt_tensor **c, lt_tensor **s)
+{
+	const tui_row *r = tui_selected(t);
+	if (!r || !t->bench)
+		return 0;
+	*s = lt_model_tensor(lt_bench_staged(t->bench), r->name);
+	*c = lt_model_tensor(lt_bench_committed(t->bench), r->name);
+	if (!*c)
+		*c = *s;
+	return *s != NULL;
+}
+
+/* Range of the plot: the committed tensor's (so staged changes show as
+ * movement within a fixed frame). */
+static int hist_range(lt_tensor *c, int log_abs, double *lo, double *hi)
+{
+	lt_stats st;
+	if (lt_stats_compute(c, &st, NULL) || st.n == st.nonfinite)
+		return 0;
+	if (log_abs) {
+		double m = fmax(fabs(st.min), fabs(st.max));
+		if (m <= 0)
+			return 0;
+		*hi = log10(m);
+		*lo = *hi - 6;
+	} else {
+		*lo = st.min;
+		*hi = st.max;
+		if (*lo == *hi)
+			*lo -= 0.5, *hi += 0.5;
+	}
+	return 1;
+}
+
+static const char *const eighths[] = {" ", "\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
+
+void tui_draw_hist(tui *t, WINDOW *w)
+{
+	char title[128];
+	const tui_row *r = tui_selected(t);
+	snprintf(title, sizeof title, "Histogram%s %s (l: %s)", t->hist_log ? " log10|w|" : "",
+		 r ? r->name : "", t->hist_log ? "linear" : "log");
+	tui_frame(t, w, PANE_HIST, title);
+	int hh, ww;
+	getmaxyx(w, hh, ww);
+	int rows = hh - 4, bins = ww - 2;
+	lt_tensor *c, *s;
+	double lo, hi;
+	if (rows < 1 || bins < 4 || !selected_pair(t, &c, &s) || !hist_range(c, t->hist_log, &lo, &hi)) {
+		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
+		return;
+	}
+	bins = bins > 512 ? 512 : bins;
+	const int64_t *hc = hist_of(0, c, lo, hi, bins, t->hist_log);
+	const int64_t *hs = hist_of(1, s, lo, hi, bins, t->hist_log);
+	if (!hc || !hs)
+		return;
+	int64_t peak = 1;
+	for (int i = 0; i < bins; i++)
+		peak = hc[i] > peak ? hc[i] : hs[i] > peak ? hs[i] : peak;
+	/* staged as filled bars, committed as a mark on top of its height */
+	for (int i = 0; i < bins; i++) {
+		double sv = (double)hs[i] / (double)peak * rows, cv = (double)hc[i] / (double)peak * rows;
+		for (int y = 0; y < rows; y++) {
+			double fill = sv - y;
+			int row = hh - 3 - y;
+			if (t->color)
+				wattron(w, COLOR_PAIR(3));
+			if (fill >= 1)
+				mvwaddstr(w, row, 1 + i, t->utf8 ? eighths[8] : "#");
+			else if (fill > 0)
+				mvwaddstr(w, row, 1 + i, t->utf8 ? eighths[(int)(fill * 8)] : (fill >= 0.5 ? "#" : "."));
+			if (t->color)
+				wattroff(w, COLOR_PAIR(3));
+			if (hc[i] != hs[i] && (int)cv == y && cv > 0) {
+				if (t->color)
+					wattron(w, COLOR_PAIR(4) | A_BOLD);
+				mvwaddstr(w, row, 1 + i, t->utf8 ? "\u2594" : "-");
+				if (t->color)
+					wattroff(w, COLOR_PAIR(4) | A_BOLD);
+			}
+		}
+	}
+	char l[32], h[32];
+	snprintf(l, sizeof l, t->hist_log ? "1e%.1f" : "%.3g", lo);
+	snprintf(h, sizeof h, t->hist_log ? "1e%.1f" : "%.3g", hi);
+	mvwprintw(w, hh - 2, 1, "%s", l);
+	mvwprintw(w, hh - 2, ww - 1 - (int)strlen(h), "%s", h);
+	char legend[64];
+	snprintf(legend, sizeof legend, "peak %lld  %s staged %s committed", (long long)peak,
+		 t->utf8 ? "\u2588" : "#", t->utf8 ? "\u2594" : "-");
+	if ((int)strlen(legend) + (int)strlen(l) + (int)strlen(h) + 4 < ww)
+		mvwaddstr(w, hh - 2, (ww - (int)strlen(legend)) / 2, legend);
+}
+
+int tui_plot_key(tui *t, int pane, int key)
+{
+	if (pane == PANE_HIST && key == 'l') {
+		t->hist_log = !t->hist_log;
+		return 1;
+	}
+	if (pane == PANE_HEAT) {
+		switch (key) {
+		case 'm': t->heat_mode = (t->heat_mode + 1) % 3; return 1;
+		case '+': t->heat_zoom = t->heat_zoom < 6 ? t->heat_zoom + 1 : 6; return 1;
+		case '-': t->heat_zoom = t->heat_zoom > 0 ? t->heat_zoom - 1 : 0; return 1;
+		case KEY_LEFT: t->heat_x--; return 1;
+		case KEY_RIGHT: t->heat_x++; return 1;
+		case KEY_UP: t->heat_y--; return 1;
+		case KEY_DOWN: t->heat_y++; return 1;
+		default: return 0;
+		}
+	}
+	return 0;
+}
+
+/* ---- heatmap ------------------------------------------------------------------ */
+
+static const char *const ramp_utf8[] = {" ", "\u2591", "\u2592", "\u2593", "\u2588"};
+static const char *const ramp_ascii[] = {" ", ".", ":", "+", "#"};
+
+/* Glyph for a fraction in [0, 1]: blank only for exactly 0, full only for
+ * exactly 1, so an empty or a dense block is never mistaken for a mix. */
+static const char *ramp(const tui *t, double f)
+{
+	int k = f <= 0 ? 0 : f >= 1 ? 4 : 1 + (int)(f * 2.999);
+	return t->utf8 ? ramp_utf8[k] : ramp_ascii[k];
+}
+
+/* The grid a heatmap shows: cells of the whole view at zoom 2^z, of which
+ * the pane shows a window starting at (heat_x, heat_y). */
+typedef struct heat {
+	lt_tensor *c, *s;   /* references */
+	int mode, gw, gh;
+	double *cells;      /* [gh*gw] */
+	int cw, ch;         /* grid actually used */
+	int64_t rows, cols;
+} heat;
+static heat hmap;
+
+static void heat_clear(void)
+{
+	lt_tensor_unref(hmap.c);
+	lt_tensor_unref(hmap.s);
+	free(hmap.cells);
+	memset(&hmap, 0, sizeof hmap);
+}
+
+static int heat_grid(tui *t, lt_tensor *c, lt_tensor *s, int gw, int gh, char *why, size_t n)
+{
+	if (hmap.c == c && hmap.s == s && hmap.mode == t->heat_mode && hmap.gw == gw && hmap.gh == gh)
+		return 0;
+	heat_clear();
+	lt_err err = {0};
+	size_t cells;
+	if (t->heat_mode == 2) {
+		lt_density_diff *d = lt_density_diff_of(c, s, gw, gh, &err);
+		if (!d)
+			goto fail;
+		cells = (size_t)d->gw * (size_t)d->gh;
+		hmap.cells = malloc(cells * sizeof *hmap.cells);
+		if (hmap.cells)
+			memcpy(hmap.cells, d->changed, cells * sizeof *hmap.cells);
+		hmap.cw = d->gw, hmap.ch = d->gh, hmap.rows = d->rows, hmap.cols = d->cols;
+		lt_density_diff_free(d);
+	} else {
+		lt_density *d = lt_density_of_tensor(t->heat_mode ? s : c, gw, gh, &err);
+		if (!d)
+			goto fail;
+		cells = (size_t)d->gw * (size_t)d->gh;
+		hmap.cells = malloc(cells * sizeof *hmap.cells);
+		if (hmap.cells)
+			memcpy(hmap.cells, d->nonzero, cells * sizeof *hmap.cells);
+		hmap.cw = d->gw, hmap.ch = d->gh, hmap.rows = d->rows, hmap.cols = d->cols;
+		lt_density_free(d);
+	}
+	if (!hmap.cells) {
+		lt_err_set(&err, LT_ENOMEM, "out of memory");
+		goto fail;
+	}
+	hmap.c = lt_tensor_ref(c), hmap.s = lt_tensor_ref(s);
+	hmap.mode = t->heat_mode, hmap.gw = gw, hmap.gh = gh;
+	return 0;
+fail:
+	snprintf(why, n, "%.100s", err.msg);
+	heat_clear();
+	return -1;
+}
+
+void tui_draw_heat(tui *t, WINDOW *w)
+{
+	static const char *const modes[] = {"committed", "staged", "changed"};
+	char title[128];
+	snprintf(title, sizeof title, "Non-zeros %s (m: mode, +/-: zoom %dx)", modes[t->heat_mode],
+		 1 << t->heat_zoom);
+	tui_frame(t, w, PANE_HEAT, title);
+	int hh, ww;
+	getmaxyx(w, hh, ww);
+	int vw = ww - 2, vh = hh - 3;
+	lt_tensor *c, *s;
+	char why[128] = "(nothing to show)";
+	if (vw < 2 || vh < 1 || !selected_pair(t, &c, &s) ||
+	    heat_grid(t, c, s, vw << t->heat_zoom, vh << t->heat_zoom, why, sizeof why)) {
+		mvwaddnstr(w, 1, 1, why, ww - 2);
+		return;
+	}
+	/* pan within the zoomed grid */
+	int maxx = hmap.cw - vw > 0 ? hmap.cw - vw : 0, maxy = hmap.ch - vh > 0 ? hmap.ch - vh : 0;
+	t->heat_x = t->heat_x < 0 ? 0 : t->heat_x > maxx ? maxx : t->heat_x;
+	t->heat_y = t->heat_y < 0 ? 0 : t->heat_y > maxy ? maxy : t->heat_y;
+	for (int y = 0; y < vh && y + t->heat_y < hmap.ch; y++)
+		for (int x = 0; x < vw && x + t->heat_x < hmap.cw; x++) {
+			double f = hmap.cells[(size_t)(y + t->heat_y) * (size_t)hmap.cw + (size_t)(x + t->heat_x)];
+			if (t->color)
+				wattron(w, COLOR_PAIR(t->heat_mode == 2 ? 5 : 3));
+			mvwaddstr(w, 1 + y, 1 + x, ramp(t, f));
+			if (t->color)
+				wattroff(w, COLOR_PAIR(t->heat_mode == 2 ? 5 : 3));
+		}
+	char foot[128];
+	snprintf(foot, sizeof foot, "[%lldx%lld] cells %dx%d at %d,%d  %s0 %s1", (long long)hmap.rows,
+		 (long long)hmap.cols, hmap.cw, hmap.ch, t->heat_x, t->heat_y, ramp(t, 0), ramp(t, 1));
+	mvwaddnstr(w, hh - 2, 1, foot, ww - 2);
+}
+
+/* ---- spectrum ------------------------------------------------------------------- */
+
+/* Spectra by tensor, made on the worker. A slot holds a reference to its
+ * tensor, so the pointer stays unique while cached. */
+#define SPEC_CACHE 32
+typedef struct spec_slot {
+	lt_tensor *t;
+	int state;          /* 1 running, 2 done, 3 failed */
+	lt_spectrum *s;
+	char error[120];
+	double used;
+} spec_slot;
+static spec_slot scache[SPEC_CACHE];
+
+struct spec_job {
+	lt_tensor *t;       /* a reference */
+	lt_spectrum *s;
+};
+
+static int spec_run(lt_job *job, void *arg, lt_err *err)
+{
+	struct spec_job *j = arg;
+	if (lt_job_cancelled(job))
+		return lt_err_set(err, LT_ECANCEL, "cancelled");
+	j->s = lt_spectrum_of_tensor(j->t, LT_SVD_AUTO, err);
+	return j->s ? 0 : err->code;
+}
+
+static void spec_done(void *arg, int rc, const lt_err *err)
+{
+	struct spec_job *j = arg;
+	for (int i = 0; i < SPEC_CACHE; i++)
+		if (scache[i].t == j->t && scache[i].state == 1) {
+			if (rc == 0) {
+				scache[i].s = j->s, scache[i].state = 2;
+				j->s = NULL;
+			} else if (rc == LT_ECANCEL) {
+				lt_tensor_unref(scache[i].t); /* ask again when drawn */
+				scache[i].t = NULL, scache[i].state = 0;
+			} else {
+				scache[i].state = 3;
+				snprintf(scache[i].error, sizeof scache[i].error, "%.110s", err->msg);
+			}
+		}
+	if (lt_tui_current)
+		lt_tui_current->dirty_all = 1;
+	lt_spectrum_free(j->s);
+	lt_tensor_unref(j->t);
+	free(j);
+}
+
+/* The cached spectrum of x, starting its job if there is none. */
+static spec_slot *spectrum_of(tui *t, lt_tensor *x)
+{
+	int victim = 0;
+	for (int i = 0; i < SPEC_CACHE; i++) {
+		if (scache[i].t == x) {
+			scache[i].used = tui_now();
+			return &scache[i];
+		}
+		if (scache[i].state != 1 && scache[i].used < scache[victim].used)
+			victim = i;
+	}
+	if (scache[victim].state == 1)
+		return NULL; /* every slot busy */
+	if (!lt_tensor_data(x, NULL)) /* converted here, so the worker only reads */
+		return NULL;
+	struct spec_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return NULL;
+	spec_slot *sl = &scache[victim];
+	lt_tensor_unref(sl->t);
+	lt_spectrum_free(sl->s);
+	*sl = (spec_slot){.t = lt_tensor_ref(x), .state = 1, .used = tui_now()};
+	j->t = lt_tensor_ref(x);
+	char label[96];
+	snprintf(label, sizeof label, "spectrum %s", tui_selected(t) ? tui_selected(t)->name : "");
+	if (lt_worker_submit(t->worker, label, spec_run, spec_done, j, NULL)) {
+		lt_tensor_unref(j->t);
+		free(j);
+		lt_tensor_unref(sl->t);
+		*sl = (spec_slot){0};
+		return NULL;
+	}
+	return sl;
+}
+
+/* Row of the plot for log10(sigma / sigma_max) in [lo, 0]. */
+static int spec_row(double v, double lo, int top, int rows)
+{
+	double f = (v - lo) / -lo;
+	f = f < 0 ? 0 : f > 1 ? 1 : f;
+	return top + (int)((1 - f) * (rows - 1) + 0.5);
+}
+
+void tui_draw_spec(tui *t, WINDOW *w)
+{
+	const tui_row *r = tui_selected(t);
+	char title[128];
+	snprintf(title, sizeof title, "Singular values %s (log)", r ? r->name : "");
+	tui_frame(t, w, PANE_SPEC, title);
+	int hh, ww;
+	getmaxyx(w, hh, ww);
+	int rows = hh - 4, cols = ww - 8;
+	lt_tensor *c, *s;
+	if (rows < 2 || cols < 4 || !selected_pair(t, &c, &s)) {
+		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
+		return;
+	}
+	if (lt_tensor_ndim(s) < 2) {
+		mvwaddnstr(w, 1, 1, "a 1-D tensor has no spectrum", ww - 2);
+		return;
+	}
+	spec_slot *sc = spectrum_of(t, c), *ss = s == c ? sc : spectrum_of(t, s);
+	if (!sc || !ss || sc->state == 1 || ss->state == 1) {
+		mvwaddnstr(w, 1, 1, "computing...", ww - 2);
+		return;
+	}
+	if (sc->state == 3 || ss->state == 3) {
+		mvwaddnstr(w, 1, 1, sc->state == 3 ? sc->error : ss->error, ww - 2);
+		return;
+	}
+	const lt_spectrum *a = sc->s, *b = ss->s;
+	if (a->sigma_max <= 0) {
+		mvwaddnstr(w, 1, 1, "all zero", ww - 2);
+		return;
+	}
+	/* y: log10(sigma / committed sigma_max) down to the smallest shown */
+	double lo = -1;
+	for (int64_t i = 0; i < a->count; i++)
+		if (a->sigma[i] > 0)
+			lo = fmin(lo, log10(a->sigma[i] / a->sigma_max));
+	lo = fmax(lo, -8);
+	int left = 7;
+	mvwprintw(w, 1, 1, "%5s", "1");
+	mvwprintw(w, 1 + rows - 1, 1, "1e%-3.0f", lo);
+	for (int x = 0; x < cols; x++) {
+		int64_t i = (int64_t)((double)x / cols * (double)a->count);
+		if (i >= a->count)
+			break;
+		/* energy curve (linear, 0 at the bottom, 1 at the top) */
+		int ey = 1 + (int)((1 - a->cum_energy[i]) * (rows - 1) + 0.5);
+		if (t->color)
+			wattron(w, COLOR_PAIR(7));
+		mvwaddstr(w, ey, left + x, t->utf8 ? "\u00b7" : ".");
+		if (t->color)
+			wattroff(w, COLOR_PAIR(7));
+		if (a->sigma[i] > 0) {
+			if (t->color)
+				wattron(w, COLOR_PAIR(4));
+			mvwaddstr(w, spec_row(log10(a->sigma[i] / a->sigma_max), lo, 1, rows), left + x, "o");
+			if (t->color)
+				wattroff(w, COLOR_PAIR(4));
+		}
+		if (b != a && i < b->count && b->sigma[i] > 0) {
+			if (t->color)
+				wattron(w, COLOR_PAIR(3) | A_BOLD);
+			mvwaddstr(w, spec_row(log10(b->sigma[i] / a->sigma_max), lo, 1, rows), left + x, "*");
+			if (t->color)
+				wattroff(w, COLOR_PAIR(3) | A_BOLD);
+		}
+	}
+	/* rank marks at 90/95/99 % energy (of the staged spectrum) */
+	const int64_t marks[3] = {b->rank90, b->rank95, b->rank99};
+	const char *names[3] = {"9", "5", "!"};
+	for (int k = 0; k < 3; k++) {
+		int x = (int)((double)(marks[k] - 1) / (double)b->count * cols);
+		if (x >= 0 && x < cols)
+			mvwaddstr(w, hh - 3, left + x, names[k]);
+	}
+	char foot[160];
+	snprintf(foot, sizeof foot, "r90/95/99 %lld/%lld/%lld  stable %.1f  eff %.1f  alpha %.2f%s",
+		 (long long)b->rank90, (long long)b->rank95, (long long)b->rank99, b->stable_rank,
+		 b->effective_rank, b->alpha, b != a ? "  o committed * staged" : "");
+	mvwaddnstr(w, hh - 2, 1, foot, ww - 2);
+}
+
+/* ---- SVG export ------------------------------------------------------------------- */
+
+static void svg_text(FILE *f, double x, double y, const char *anchor, const char *s)
+{
+	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", x, y, anchor);
+	for (; *s; s++)
+		switch (*s) {
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '&': fputs("&amp;", f); break;
+		default: fputc(*s, f);
+		}
+	fputs("</text>\n", f);
+}
+
+/* Plots as standalone SVG (no scripts, no external references), drawn from
+ * the same data as the panes at a resolution of their own. */
+int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size)
+{
+	lt_tensor *c, *s;
+	const tui_row *r = tui_selected(t);
+	if (!r || !selected_pair(t, &c, &s)) {
+		snprintf(msg, size, "export: no layer selected");
+		return -1;
+	}
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f) {
+		snprintf(msg, size, "export: cannot write %.200s: %s", path, strerror(errno));
+		return -1;
+	}
+	const double W = 720, H = 400, L = 60, R = 20, T = 40, B = 50, pw = W - L - R, ph = H - T - B;
+	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+		   "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
+		   "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H, W, H);
+	char title[300];
+	int rc = 0;
+	if (pane == PANE_HIST) {
+		enum { BINS = 100 };
+		double lo, hi;
+		int64_t hc[BINS], hs[BINS];
+		if (!hist_range(c, t->hist_log, &lo, &hi) ||
+		    lt_stats_histogram(c, BINS, lo, hi, t->hist_log, hc, NULL) ||
+		    lt_stats_histogram(s, BINS, lo, hi, t->hist_log, hs, NULL)) {
+			rc = -1;
+		} else {
+			int64_t peak = 1;
+			for (int i = 0; i < BINS; i++)
+				peak = hc[i] > peak ? hc[i] : hs[i] > peak ? hs[i] : peak;
+			snprintf(title, sizeof title, "Histogram of %s%s (staged bars, committed outline)", r->name,
+				 t->hist_log ? ", log10|w|" : "");
+			for (int i = 0; i < BINS; i++) {
+				double x = L + pw * i / BINS, bw = pw / BINS, hgt = ph * (double)hs[i] / (double)peak;
+				fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#3a7ebf\"/>\n",
+					x, T + ph - hgt, bw, hgt);
+			}
+			fprintf(f, "<polyline fill=\"none\" stroke=\"black\" stroke-width=\"1\" points=\"");
+			for (int i = 0; i < BINS; i++) {
+				double x = L + pw * i / BINS, y = T + ph - ph * (double)hc[i] / (double)peak;
+				fprintf(f, "%.2f,%.2f %.2f,%.2f ", x, y, x + pw / BINS, y);
+			}
+			fprintf(f, "\"/>\n");
+			char a[32], b[32];
+			snprintf(a, sizeof a, t->hist_log ? "1e%.1f" : "%.3g", lo);
+			snprintf(b, sizeof b, t->hist_log ? "1e%.1f" : "%.3g", hi);
+			svg_text(f, L, H - B + 18, "start", a);
+			svg_text(f, L + pw, H - B + 18, "end", b);
+		}
+	} else if (pane == PANE_HEAT) {
+		lt_density *d = lt_density_of_tensor(t->heat_mode == 0 ? c : s, 96, 48, NULL);
+		if (!d) {
+			rc = -1;
+		} else {
+			snprintf(title, sizeof title, "Non-zero density of %s (%s), %lldx%lld in %dx%d cells", r->name,
+				 t->heat_mode == 0 ? "committed" : "staged", (long long)d->rows, (long long)d->cols,
+				 d->gw, d->gh);
+			double cw = pw / d->gw, ch = ph / d->gh;
+			for (int y = 0; y < d->gh; y++)
+				for (int x = 0; x < d->gw; x++) {
+					int g = 255 - (int)(255 * d->nonzero[y * d->gw + x]);
+					fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+						   "fill=\"rgb(%d,%d,%d)\"/>\n", L + x * cw, T + y * ch, cw + 0.05, ch + 0.05,
+						g, g, g);
+				}
+			svg_text(f, L, H - B + 18, "start", "white = all zero, black = dense");
+			lt_density_free(d);
+		}
+	} else {
+		lt_err err = {0};
+		lt_spectrum *a = lt_spectrum_of_tensor(c, LT_SVD_AUTO, &err);
+		lt_spectrum *b = a && s != c ? lt_spectrum_of_tensor(s, LT_SVD_AUTO, &err) : NULL;
+		if (!a || (s != c && !b) || a->sigma_max <= 0) {
+			rc = -1;
+		} else {
+			snprintf(title, sizeof title, "Singular values of %s (log scale; grey: cumulative energy)",
+				 r->name);
+			double lo = -1;
+			for (int64_t i = 0; i < a->count; i++)
+				if (a->sigma[i] > 0)
+					lo = fmin(lo, log10(a->sigma[i] / a->sigma_max));
+			lo = fmax(lo, -8);
+			const lt_spectrum *sp[2] = {a, b};
+			const char *color[2] = {"black", "#d9480f"};
+			fprintf(f, "<polyline fill=\"none\" stroke=\"#999\" points=\"");
+			for (int64_t i = 0; i < a->count; i++)
+				fprintf(f, "%.2f,%.2f ", L + pw * (double)i / (double)a->count, T + ph * (1 - a->cum_energy[i]));
+			fprintf(f, "\"/>\n");
+			for (int k = 0; k < 2; k++) {
+				if (!sp[k])
+					continue;
+				fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" points=\"", color[k]);
+				for (int64_t i = 0; i < sp[k]->count; i++) {
+					if (sp[k]->sigma[i] <= 0)
+						break;
+					double v = fmax(log10(sp[k]->sigma[i] / a->sigma_max), lo);
+					fprintf(f, "%.2f,%.2f ", L + pw * (double)i / (double)a->count, T + ph * v / lo);
+				}
+				fprintf(f, "\"/>\n");
+			}
+			char lab[64];
+			snprintf(lab, sizeof lab, "1e%.0f", lo);
+			svg_text(f, L - 6, T + ph, "end", lab);
+			svg_text(f, L - 6, T + 10, "end", "1");
+			snprintf(lab, sizeof lab, "rank at 99%% energy: %lld of %lld", (long long)(b ? b : a)->rank99,
+				 (long long)a->count);
+			svg_text(f, L, H - B + 18, "start", b ? "black: committed, orange: staged" : "");
+			svg_text(f, L + pw, H - B + 18, "end", lab);
+		}
+		lt_spectrum_free(a);
+		lt_spectrum_free(b);
+	}
+	if (rc == 0) {
+		fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"black\"/>\n",
+			L, T, pw, ph);
+		svg_text(f, W / 2, 24, "middle", title);
+		fputs("</svg>\n", f);
+	}
+	if (fclose(f) != 0 || rc != 0 || rename(tmp, path) != 0) {
+		if (rc == 0)
+			snprintf(msg, size, "export: cannot write %.200s: %s", path, strerror(errno));
+		else
+			snprintf(msg, size, "export: nothing to plot for %s", r->name);
+		unlink(tmp);
+		return -1;
+	}
+	snprintf(msg, size, "exported %s of %s to %.200s", pane == PANE_HIST ? "histogram" :
+		 pane == PANE_HEAT ? "heatmap" : "spectrum", r->name, path);
+	return 0;
+}
+
+void tui_caches_free(void)
+{
+	for (int i = 0; i < ZCACHE; i++) {
+		lt_tensor_unref(zcache[i].t);
+		zcache[i].t = NULL;
+	}
+	for (int i = 0; i < 2; i++) {
+		lt_tensor_unref(hcache[i].t);
+		hcache[i].t = NULL;
+	}
+	heat_clear();
+	for (int i = 0; i < SPEC_CACHE; i++) {
+		lt_tensor_unref(scache[i].t);
+		lt_spectrum_free(scache[i].s);
+		scache[i] = (spec_slot){0};
+	}
+}

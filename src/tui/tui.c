@@ -1,0 +1,706 @@
+#include "tui/tui.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/mem.h"
+#include "lbind/lathe.h"
+#include "lbind/repl.h"
+#include "nn/eval.h"
+#include "tui/internal.h"
+
+tui *lt_tui_current;
+
+/* Preview starts this long after the last change, so a burst of changes
+ * from one statement or a quick run of keys costs one evaluation. */
+#define DEBOUNCE_S 0.25
+
+static volatile sig_atomic_t got_sigint;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	got_sigint = 1;
+	if (lt_tui_current && lt_tui_current->running)
+		lt_lua_interrupt();
+}
+
+double tui_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- measuring on the worker ------------------------------------------- */
+
+struct measure_job {
+	lt_model *model;       /* snapshot (a reference) */
+	const lt_dataset *data;
+	size_t baseline;
+	int is_staged;
+	uint64_t key;
+	lt_metrics m;
+	lt_job *job;
+};
+
+static int measure_progress(void *ud, int64_t done, int64_t total)
+{
+	struct measure_job *j = ud;
+	return lt_job_progress(j->job, total ? (double)done / (double)total : 0) ? 1 : 0;
+}
+
+static int measure_run(lt_job *job, void *arg, lt_err *err)
+{
+	struct measure_job *j = arg;
+	j->job = job;
+	lt_model_size_metrics(j->model, j->baseline, &j->m);
+	if (!j->data || !j->data->n || !lt_model_graph(j->model))
+		return 0;
+	lt_eval_opts eo = {.progress = measure_progress, .progress_ud = j};
+	lt_eval_result r;
+	int rc = lt_eval_run(j->model, j->data, &eo, &r, err);
+	if (rc)
+		return rc;
+	j->m.has_accuracy = 1;
+	j->m.accuracy = r.top1;
+	j->m.loss = r.loss;
+	j->m.images = r.n;
+	lt_eval_result_free(&r);
+	return 0;
+}
+
+static void measure_done(void *arg, int rc, const lt_err *err)
+{
+	struct measure_job *j = arg;
+	tui *t = lt_tui_current;
+	if (t) {
+		tui_measure *dst = j->is_staged ? &t->staged : &t->committed;
+		if (dst->key == j->key && dst->state == 1) {
+			if (rc == 0) {
+				dst->m = j->m;
+				dst->state = 2;
+			} else {
+				dst->state = rc == LT_ECANCEL ? 0 : 3;
+				snprintf(dst->error, sizeof dst->error, "%.150s", err->msg);
+			}
+		}
+		t->dirty_all = 1;
+	}
+	lt_model_unref(j->model);
+	lt_free(j);
+}
+
+/* Snapshot m (its tensors converted to f32 here, so the worker only reads)
+ * and measure it on the worker. */
+static void measure(tui *t, lt_model *m, int is_staged, uint64_t key)
+{
+	tui_measure *dst = is_staged ? &t->staged : &t->committed;
+	lt_err err = {0};
+	for (size_t i = 0; i < lt_model_tensor_count(m); i++)
+		if (!lt_tensor_data(lt_model_tensor_at(m, i), &err))
+			goto fail;
+	struct measure_job *j = lt_calloc(1, sizeof *j);
+	if (!j || !(j->model = lt_model_copy(m, &err))) {
+		lt_free(j);
+		if (!err.msg[0])
+			lt_err_set(&err, LT_ENOMEM, "out of memory");
+		goto fail;
+	}
+	j->data = &t->val;
+	j->baseline = lt_bench_baseline_bytes(t->bench);
+	j->is_staged = is_staged;
+	j->key = key;
+	*dst = (tui_measure){.state = 1, .key = key};
+	if (lt_worker_submit(t->worker, is_staged ? "preview (staged)" : "preview (committed)",
+			     measure_run, measure_done, j, &err)) {
+		lt_model_unref(j->model);
+		lt_free(j);
+		goto fail;
+	}
+	return;
+fail:
+	*dst = (tui_measure){.state = 3, .key = key};
+	snprintf(dst->error, sizeof dst->error, "%.150s", err.msg);
+}
+
+/* Follow the bench: a new committed model or a changed stage gets measured
+ * (the stage after a short pause). */
+static void follow_bench(tui *t)
+{
+	lua_getglobal(t->L, "model");
+	lt_bench *b = lt_lua_to_bench(t->L, -1);
+	lua_pop(t->L, 1);
+	if (b != t->bench) {
+		t->bench = b;
+		t->committed_model = NULL;
+		t->seen_version = (uint64_t)-1;
+		t->rows_version = (uint64_t)-1;
+		t->dirty_all = 1;
+	}
+	if (!b)
+		return;
+	lt_model *c = lt_bench_committed(b);
+	if (c != t->committed_model || t->committed.state == 0) { /* new, or cancelled */
+		t->committed_model = c;
+		measure(t, c, 0, (uint64_t)(uintptr_t)c ^ lt_bench_history_len(b));
+		t->dirty_all = 1;
+	}
+	uint64_t v = lt_bench_version(b);
+	if (v != t->seen_version) {
+		t->seen_version = v;
+		t->changed_at = tui_now();
+		t->staged = (tui_measure){.key = v};
+		t->dirty_all = 1;
+	}
+	if (lt_bench_dirty(b) && t->staged.state == 0 && t->staged.key == v &&
+	    tui_now() - t->changed_at >= DEBOUNCE_S)
+		measure(t, lt_bench_staged(b), 1, v);
+}
+
+/* ---- drawing -------------------------------------------------------------- */
+
+void tui_frame(tui *t, WINDOW *w, int pane, const char *title)
+{
+	werase(w);
+	int focused = t->focus == pane;
+	if (focused && t->color)
+		wattron(w, COLOR_PAIR(1));
+	if (t->utf8)
+		box(w, 0, 0);
+	else
+		wborder(w, '|', '|', '-', '-', '+', '+', '+', '+');
+	if (focused)
+		wattron(w, A_BOLD);
+	char label[256];
+	snprintf(label, sizeof label, "%s%s%s", focused ? "[" : " ", title, focused ? "]" : " ");
+	int room = getmaxx(w) - 4; /* keep both corners */
+	if (room > 0)
+		mvwaddnstr(w, 0, 2, label, room);
+	wattroff(w, A_BOLD);
+	if (focused && t->color)
+		wattroff(w, COLOR_PAIR(1));
+}
+
+static void human_bytes(double b, char *out, size_t n)
+{
+	const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+	int i = 0;
+	while (b >= 1000 && i < 4)
+		b /= 1000, i++;
+	snprintf(out, n, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+}
+
+/* The status line: stage state first (the thing to know before pressing
+ * c, r or u), then committed -> staged accuracy, size and sparsity, then
+ * work in progress and the last notice. Narrow screens get the compact
+ * form (no labels), and what still does not fit is cut at the right. */
+static void draw_status(tui *t)
+{
+	int y = t->h - 1;
+	move(y, 0);
+	clrtoeol();
+	if (t->color)
+		attron(COLOR_PAIR(2));
+	char line[640] = "", a[32], b[32];
+	size_t n = 0;
+	const char *arrow = t->utf8 ? "\u2192" : "->";
+	for (int compact = 0; compact < 2; compact++) {
+		n = 0;
+		line[0] = '\0';
+		if (!t->bench) {
+			snprintf(line, sizeof line, " no model: model = lathe.open(PATH) in the REPL");
+			break;
+		}
+		const tui_measure *c = &t->committed, *s = &t->staged;
+		int dirty = lt_bench_dirty(t->bench);
+		n += (size_t)snprintf(line + n, sizeof line - n, " %s", dirty ? "STAGED" : "clean");
+		if (c->state == 2 && c->m.has_accuracy) {
+			n += (size_t)snprintf(line + n, sizeof line - n, compact ? " | %.2f%%" : " | acc %.2f%%",
+					      100 * c->m.accuracy);
+			if (dirty && s->state == 2 && s->m.has_accuracy)
+				n += (size_t)snprintf(line + n, sizeof line - n, " %s %.2f%% (%+.2f)", arrow,
+						      100 * s->m.accuracy, 100 * (s->m.accuracy - c->m.accuracy));
+			else if (dirty && s->state == 1)
+				n += (size_t)snprintf(line + n, sizeof line - n, " %s ...", arrow);
+			else if (dirty && s->state == 3)
+				n += (size_t)snprintf(line + n, sizeof line - n, " %s failed: %.60s", arrow, s->error);
+		} else if (c->state == 1) {
+			n += (size_t)snprintf(line + n, sizeof line - n, " | acc ...");
+		} else {
+			n += (size_t)snprintf(line + n, sizeof line - n, " | acc n/a");
+		}
+		lt_metrics cm, sm;
+		lt_model_size_metrics(lt_bench_committed(t->bench), lt_bench_baseline_bytes(t->bench), &cm);
+		lt_model_size_metrics(lt_bench_staged(t->bench), lt_bench_baseline_bytes(t->bench), &sm);
+		human_bytes((double)cm.size, a, sizeof a);
+		n += (size_t)snprintf(line + n, sizeof line - n, compact ? " | %s" : " | size %s", a);
+		if (dirty) {
+			human_bytes((double)sm.size, b, sizeof b);
+			n += (size_t)snprintf(line + n, sizeof line - n, " %s %s", arrow, b);
+		}
+		n += (size_t)snprintf(line + n, sizeof line - n, " (x%.2f)", sm.ratio);
+		n += (size_t)snprintf(line + n, sizeof line - n, compact ? " | %.1f%% zeros" : " | sparsity %.1f%%",
+				      sm.params ? 100.0 * (double)(sm.params - sm.nonzeros) / (double)sm.params : 0.0);
+		char label[64];
+		double frac = 0;
+		if (lt_worker_status(t->worker, label, sizeof label, &frac, NULL) && n < sizeof line)
+			n += (size_t)snprintf(line + n, sizeof line - n, " | %s %3.0f%%%s", label, 100 * frac,
+					      compact ? "" : " (Esc cancels)");
+		if (t->message[0] && n < sizeof line)
+			n += (size_t)snprintf(line + n, sizeof line - n, " | %s", t->message);
+		if ((int)n <= t->w)
+			break;
+	}
+	mvaddnstr(y, 0, line, t->w);
+	if (t->color)
+		attroff(COLOR_PAIR(2));
+}
+
+static void draw_title(tui *t)
+{
+	move(0, 0);
+	clrtoeol();
+	attron(A_REVERSE);
+	char title[256];
+	const tui_row *r = tui_selected(t);
+	snprintf(title, sizeof title, " lathe | %s | %d tensors | selected: %s",
+		 t->bench ? "model" : "(none)", t->n_rows, r ? r->name : "-");
+	mvaddnstr(0, 0, title, t->w);
+	for (int x = (int)strlen(title); x < t->w; x++)
+		addch(' ');
+	const char *hint = " ? help  q quit ";
+	if (t->w > (int)strlen(title) + (int)strlen(hint))
+		mvaddstr(0, t->w - (int)strlen(hint), hint);
+	attroff(A_REVERSE);
+}
+
+static const char *const help_lines[] = {
+	"lathe workbench: keys",
+	"",
+	"  Tab / Shift-Tab   next / previous pane",
+	"  Up Down  j k      move in the layer table (or scroll a plot)",
+	"  PgUp PgDn Home End  page through the table",
+	"  s                 sort the table (name, params, % zeros, bytes)",
+	"  Enter             focus: enlarge the focused plot / back",
+	"  : or /            into the REPL (':' starts a command)",
+	"  Esc or Ctrl-]     REPL: back to the panes; anywhere: cancel work",
+	"  Ctrl-C            interrupt a running statement or preview",
+	"  c  r  u           commit / roll back / undo (asks first)",
+	"  l                 histogram: linear or log10|w|",
+	"  m                 heatmap: committed, staged, difference",
+	"  + -  arrows       heatmap: zoom and pan",
+	"  q                 quit (asks if changes are staged)",
+	"  mouse             click a layer or a pane",
+	"",
+	"REPL: the Lua API of lathe-lua(3); `model` is the open model.",
+	"  :export svg PATH [hist|heat|spec]   save a plot as SVG",
+	"",
+	"press any key",
+};
+
+static void draw_help(tui *t)
+{
+	int n = (int)(sizeof help_lines / sizeof *help_lines), wd = 0;
+	for (int i = 0; i < n; i++)
+		wd = (int)strlen(help_lines[i]) > wd ? (int)strlen(help_lines[i]) : wd;
+	int hh = n + 2 < t->h ? n + 2 : t->h, ww = wd + 4 < t->w ? wd + 4 : t->w;
+	WINDOW *w = newwin(hh, ww, (t->h - hh) / 2, (t->w - ww) / 2);
+	if (!w)
+		return;
+	werase(w);
+	if (t->utf8)
+		box(w, 0, 0);
+	else
+		wborder(w, '|', '|', '-', '-', '+', '+', '+', '+');
+	for (int i = 0; i < n && i + 1 < hh - 1; i++)
+		mvwaddnstr(w, i + 1, 2, help_lines[i], ww - 3);
+	wnoutrefresh(w);
+	delwin(w);
+}
+
+/* Window rectangles for the current size. */
+static void layout(tui *t)
+{
+	getmaxyx(stdscr, t->h, t->w);
+	for (int i = 0; i < PANE_COUNT; i++)
+		if (t->win[i]) {
+			delwin(t->win[i]);
+			t->win[i] = NULL;
+		}
+	int rh = t->h / 4 < 6 ? 6 : t->h / 4;
+	int mh = t->h - 2 - rh;
+	if (mh < 6) { /* tiny terminal: everything gets a sliver */
+		rh = (t->h - 2) / 2;
+		mh = t->h - 2 - rh;
+	}
+	int tw = t->w * 45 / 100;
+	tw = tw < 44 ? 44 : tw > 72 ? 72 : tw;
+	if (tw > t->w - 20)
+		tw = t->w / 2;
+	int rw = t->w - tw;
+	t->win[PANE_TABLE] = newwin(mh, tw, 1, 0);
+	t->win[PANE_REPL] = newwin(rh, t->w, 1 + mh, 0);
+	if (t->maximized >= PANE_HIST && t->maximized <= PANE_SPEC) {
+		for (int p = PANE_HIST; p <= PANE_SPEC; p++)
+			t->win[p] = p == t->maximized ? newwin(mh, rw, 1, tw) : NULL;
+	} else {
+		int hh = mh / 2;
+		t->win[PANE_HIST] = newwin(hh, rw, 1, tw);
+		if (rw >= 64) {
+			t->win[PANE_HEAT] = newwin(mh - hh, rw / 2, 1 + hh, tw);
+			t->win[PANE_SPEC] = newwin(mh - hh, rw - rw / 2, 1 + hh, tw + rw / 2);
+		} else {
+			int h2 = (mh - hh) / 2;
+			t->win[PANE_HEAT] = newwin(h2, rw, 1 + hh, tw);
+			t->win[PANE_SPEC] = newwin(mh - hh - h2, rw, 1 + hh + h2, tw);
+		}
+	}
+	for (int i = 0; i < PANE_COUNT; i++)
+		if (t->win[i])
+			keypad(t->win[i], TRUE);
+	t->dirty_all = 1;
+}
+
+void tui_draw_all(tui *t)
+{
+	if (t->rows_version != (t->bench ? lt_bench_version(t->bench) : 0) || !t->rows)
+		tui_rows_rebuild(t);
+	/* stdscr (title, status) first: its refresh would otherwise paint its
+	 * blank middle over the panes. */
+	draw_title(t);
+	draw_status(t);
+	wnoutrefresh(stdscr);
+	if (t->win[PANE_TABLE]) {
+		tui_draw_table(t, t->win[PANE_TABLE]);
+		wnoutrefresh(t->win[PANE_TABLE]);
+	}
+	if (t->win[PANE_HIST]) {
+		tui_draw_hist(t, t->win[PANE_HIST]);
+		wnoutrefresh(t->win[PANE_HIST]);
+	}
+	if (t->win[PANE_HEAT]) {
+		tui_draw_heat(t, t->win[PANE_HEAT]);
+		wnoutrefresh(t->win[PANE_HEAT]);
+	}
+	if (t->win[PANE_SPEC]) {
+		tui_draw_spec(t, t->win[PANE_SPEC]);
+		wnoutrefresh(t->win[PANE_SPEC]);
+	}
+	if (t->help)
+		draw_help(t);
+	/* The REPL last, so the cursor ends in its input line. */
+	if (t->win[PANE_REPL]) {
+		tui_repl_draw(t, t->win[PANE_REPL]);
+		wnoutrefresh(t->win[PANE_REPL]);
+	}
+	curs_set(t->focus == PANE_REPL && !t->help ? 1 : 0);
+	doupdate();
+	t->dirty_all = 0;
+}
+
+void tui_pump(tui *t, const char *label, double fraction)
+{
+	static double last;
+	double now = tui_now();
+	if (now - last < 0.05)
+		return;
+	last = now;
+	snprintf(t->message, sizeof t->message, "%s %3.0f%% (Esc or Ctrl-C stops)", label, 100 * fraction);
+	draw_status(t);
+	wnoutrefresh(stdscr);
+	doupdate();
+	/* Esc stops the statement (Ctrl-C arrives as SIGINT). Other keys wait.
+	 * (Input is always non-blocking: nodelay is set once at start.) */
+	int ch = getch();
+	if (ch == 27)
+		lt_lua_interrupt();
+	else if (ch != ERR)
+		ungetch(ch);
+}
+
+static void lua_progress(void *ud, const char *label, double fraction, const char *detail)
+{
+	(void)detail;
+	tui_pump(ud, label, fraction);
+}
+
+/* ---- keys ------------------------------------------------------------------- */
+
+/* y/n question on the status line. */
+static int confirm(tui *t, const char *question)
+{
+	move(t->h - 1, 0);
+	clrtoeol();
+	attron(A_BOLD);
+	mvaddnstr(t->h - 1, 0, question, t->w);
+	attroff(A_BOLD);
+	refresh();
+	int ch;
+	do {
+		struct pollfd in = {STDIN_FILENO, POLLIN, 0};
+		poll(&in, 1, -1);
+		ch = getch();
+	} while (ch == ERR || ch == KEY_RESIZE || ch == KEY_MOUSE);
+	t->dirty_all = 1;
+	return ch == 'y' || ch == 'Y';
+}
+
+/* Commit / rollback / undo through Lua, so the journal and history stay as
+ * the REPL would leave them. */
+static void run_lua(tui *t, const char *code)
+{
+	if (luaL_loadstring(t->L, code) == LUA_OK && lt_lua_pcall(t->L, 0, 0) == LUA_OK) {
+		snprintf(t->message, sizeof t->message, "%s", code);
+	} else {
+		const char *msg = lua_tostring(t->L, -1);
+		const char *tb;
+		size_t n = msg ? lt_repl_error_split(msg, &tb) : 0;
+		snprintf(t->message, sizeof t->message, "%.*s", (int)n, msg ? msg : "error");
+		lua_pop(t->L, 1);
+	}
+	t->dirty_all = 1;
+}
+
+static void mouse(tui *t)
+{
+	MEVENT ev;
+	if (getmouse(&ev) != OK || !(ev.bstate & (BUTTON1_CLICKED | BUTTON1_PRESSED | BUTTON1_RELEASED)))
+		return;
+	for (int p = 0; p < PANE_COUNT; p++) {
+		WINDOW *w = t->win[p];
+		if (!w || !wenclose(w, ev.y, ev.x))
+			continue;
+		t->focus = p;
+		if (p == PANE_TABLE) {
+			int by, bx;
+			getbegyx(w, by, bx);
+			(void)bx;
+			int row = ev.y - by - 2 + t->top; /* border and header */
+			if (row >= 0 && row < t->n_rows)
+				t->sel = row;
+		}
+		t->dirty_all = 1;
+		return;
+	}
+}
+
+static void pane_key(tui *t, int ch)
+{
+	switch (ch) {
+	case 'q':
+		if (!t->bench || !lt_bench_dirty(t->bench) ||
+		    confirm(t, "Changes are staged. Quit anyway and lose them? (y/n)"))
+			t->quit = 1;
+		return;
+	case '?': t->help = 1; break;
+	case '\t': t->focus = (t->focus + 1) % PANE_COUNT; break;
+	case KEY_BTAB: t->focus = (t->focus + PANE_COUNT - 1) % PANE_COUNT; break;
+	case ':':
+	case '/':
+		t->focus = PANE_REPL;
+		if (ch == ':')
+			tui_repl_insert(t, ":");
+		break;
+	case '\n':
+	case KEY_ENTER:
+		if (t->focus >= PANE_HIST && t->focus <= PANE_SPEC)
+			t->maximized = t->maximized ? 0 : t->focus;
+		else if (t->focus == PANE_TABLE)
+			t->focus = PANE_HIST;
+		layout(t);
+		break;
+	case 'c':
+		if (t->bench && confirm(t, "Commit the staged changes? (y/n)"))
+			run_lua(t, "model:commit()");
+		break;
+	case 'r':
+		if (t->bench && lt_bench_dirty(t->bench) && confirm(t, "Roll back (drop) the staged changes? (y/n)"))
+			run_lua(t, "model:rollback()");
+		break;
+	case 'u':
+		if (t->bench && confirm(t, "Undo the last commit (and drop staged changes)? (y/n)"))
+			run_lua(t, "model:undo()");
+		break;
+	case 27:
+		lt_worker_cancel_all(t->worker);
+		snprintf(t->message, sizeof t->message, "cancelled");
+		break;
+	case KEY_MOUSE: mouse(t); break;
+	default:
+		if (t->focus == PANE_TABLE ? tui_table_key(t, ch) : tui_plot_key(t, t->focus, ch))
+			break;
+		if (t->focus != PANE_TABLE && tui_table_key(t, ch))
+			break;
+		return;
+	}
+	t->dirty_all = 1;
+}
+
+static void handle_key(tui *t, int ch)
+{
+	if (ch == KEY_RESIZE) {
+		layout(t);
+		return;
+	}
+	if (t->help) {
+		t->help = 0;
+		t->dirty_all = 1;
+		return;
+	}
+	t->message[0] = '\0';
+	if (t->focus == PANE_REPL && ch != KEY_MOUSE) {
+		if (tui_repl_key(t, ch))
+			t->focus = PANE_TABLE;
+		t->dirty_all = 1;
+		return;
+	}
+	pane_key(t, ch);
+}
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static int open_model(tui *t, const char *path)
+{
+	lua_getglobal(t->L, "lathe");
+	lua_getfield(t->L, -1, "open");
+	lua_remove(t->L, -2);
+	lua_pushstring(t->L, path);
+	if (lt_lua_pcall(t->L, 1, 2) != LUA_OK) {
+		fprintf(stderr, "lathe: %s\n", lua_tostring(t->L, -1));
+		return -1;
+	}
+	if (lua_isnil(t->L, -2)) {
+		fprintf(stderr, "lathe: %s\n", lua_isstring(t->L, -1) ? lua_tostring(t->L, -1) : path);
+		return -1;
+	}
+	lua_pop(t->L, 1);
+	lua_setglobal(t->L, "model");
+	return 0;
+}
+
+static void init_colors(tui *t)
+{
+	t->color = has_colors() && !getenv("NO_COLOR");
+	if (!t->color)
+		return;
+	start_color();
+	use_default_colors();
+	init_pair(1, COLOR_CYAN, -1);    /* focused frame */
+	init_pair(2, COLOR_BLACK, COLOR_CYAN); /* status line */
+	init_pair(3, COLOR_CYAN, -1);    /* staged */
+	init_pair(4, COLOR_WHITE, -1);   /* committed */
+	init_pair(5, COLOR_RED, -1);     /* removed / worse */
+	init_pair(6, COLOR_GREEN, -1);   /* better */
+	init_pair(7, COLOR_YELLOW, -1);  /* marks */
+}
+
+int lt_tui_run(const lt_tui_opts *opts)
+{
+	const char *term = getenv("TERM");
+	int no_terminal = !isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO) || !term || !*term ||
+			  !strcmp(term, "dumb");
+	setlocale(LC_ALL, "");
+	tui st = {0}, *t = &st;
+	lt_err err = {0};
+	lt_lua_opts lo = {.data_dir = opts->data_dir};
+	/* The model first: a bad file is an error (exit 1) wherever it runs. */
+	t->L = lt_lua_open(&lo, &err);
+	if (!t->L) {
+		fprintf(stderr, "lathe: %s\n", err.msg);
+		return 1;
+	}
+	if (open_model(t, opts->model_path)) {
+		lua_close(t->L);
+		return 1;
+	}
+	if (no_terminal) {
+		lua_close(t->L);
+		fprintf(stderr, "lathe: the workbench needs a terminal (TERM is %s%s%s); for scripts use "
+				"'lathe run RECIPE.lua %s' or 'lathe lua -m %s'\n",
+			term ? "'" : "", term ? term : "unset", term ? "'" : "", opts->model_path,
+			opts->model_path);
+		return 2;
+	}
+	if (!(t->worker = lt_worker_new(&err))) {
+		fprintf(stderr, "lathe: %s\n", err.msg);
+		lua_close(t->L);
+		return 1;
+	}
+	const char *fallback[] = {LT_SRCDIR "/samples/data", LT_DATADIR "/samples/data", NULL};
+	if (lt_fmnist_load(opts->data_dir, fallback, LT_SPLIT_VAL, &t->val, &err))
+		snprintf(t->data_note, sizeof t->data_note, "%.190s", err.msg);
+	t->utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8");
+	lt_tui_current = t;
+	t->seen_version = (uint64_t)-1;
+
+	if (!initscr()) {
+		fprintf(stderr, "lathe: cannot start the terminal screen\n");
+		return 1;
+	}
+	cbreak();
+	noecho();
+	nonl();
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	set_escdelay(25);
+	mousemask(BUTTON1_CLICKED | BUTTON1_PRESSED, NULL);
+	mouseinterval(0);
+	init_colors(t);
+	struct sigaction sa = {0}, old;
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old);
+	lt_lua_set_progress(t->L, lua_progress, t);
+	tui_repl_open(t);
+	if (!t->val.n)
+		tui_repl_print(t, "no validation data: accuracy is not shown (lathe --data DIR MODEL)");
+	tui_repl_print(t, "lathe workbench: `model` is the open model; ? for keys, : for the REPL");
+	layout(t);
+
+	while (!t->quit) {
+		follow_bench(t);
+		if (got_sigint) {
+			got_sigint = 0;
+			lt_worker_cancel_all(t->worker);
+			snprintf(t->message, sizeof t->message, "cancelled");
+			t->dirty_all = 1;
+		}
+		tui_draw_all(t);
+		struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0}};
+		int busy = lt_worker_status(t->worker, NULL, 0, NULL, NULL);
+		int waiting = t->bench && lt_bench_dirty(t->bench) && t->staged.state == 0;
+		int rc = poll(fds, 2, busy ? 100 : waiting ? 50 : 1000);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (fds[1].revents & POLLIN)
+			lt_worker_collect(t->worker);
+		/* Always ask: a resize (SIGWINCH interrupts poll) only shows as
+		 * KEY_RESIZE from getch. */
+		int ch;
+		while (!t->quit && (ch = getch()) != ERR)
+			handle_key(t, ch);
+	}
+	tui_repl_close(t);
+	lt_worker_free(t->worker);
+	endwin();
+	sigaction(SIGINT, &old, NULL);
+	lt_tui_current = NULL;
+	tui_caches_free();
+	for (int i = 0; i < SCROLLBACK; i++)
+		free(t->lines[i]);
+	lt_free(t->rows);
+	lt_dataset_release(&t->val);
+	lua_close(t->L);
+	return 0;
+}

@@ -1,0 +1,233 @@
+#!/bin/sh
+# The workbench TUI (`lathe MODEL`) driven in tmux on the bundled lenet5:
+# layer names and shapes, histogram, heatmap and spectrum drawn, the status
+# line's accuracy equal to `lathe eval` on the validation split, a prune
+# staged from the REPL changing the table and status line and a rollback
+# restoring them, commit, the help overlay, an SVG export, 80x24 after a
+# resize, NO_COLOR, the ASCII fallback outside UTF-8, quitting (asked when
+# changes are staged); and without a terminal, the message pointing to
+# `lathe run`.
+
+case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+. "$here/lib.sh"
+
+MODEL=$TOP_SRCDIR/samples/lenet5.safetensors
+DATA=$TOP_SRCDIR/samples/data
+
+# ---- no terminal ----
+run "$LATHE" "$MODEL"
+if [ "$rc" = 2 ] && grep -F "lathe run" "$T/err" >/dev/null && [ "$(wc -l <"$T/err")" = 1 ]; then
+	ok "no terminal: exit 2, one line pointing to 'lathe run'"
+else
+	not_ok "no terminal: exit 2, one line pointing to 'lathe run'" "exit $rc; stderr:"
+	diag_file "$T/err"
+fi
+run env TERM=dumb "$LATHE" "$MODEL"
+is "TERM=dumb: exit 2" "$rc" 2
+check_usage "unknown option" "$LATHE" --frobnicate "$MODEL"
+check_error_msg "a model that does not open: one line, exit 1" "lathe:" "$LATHE" --data "$DATA" "$T/none.safetensors"
+
+if ! command -v tmux >/dev/null 2>&1; then
+	skip "the TUI in tmux" "tmux not installed"
+	finish
+fi
+. "$here/tmux.sh"
+
+# start W H [ENV...]: a new session running `lathe --data DATA MODEL` at
+# W x H, then "[exit STATUS]".
+start() {
+	_w=$1 _h=$2
+	shift 2
+	{
+		printf "cd '%s' || exit 1\n" "$T"
+		printf "env XDG_STATE_HOME='%s/state' INPUTRC=/dev/null" "$T"
+		for _e; do
+			printf " '%s'" "$_e"
+		done
+		printf " '%s' --data '%s' '%s' 2>'%s/stderr'\n" "$LATHE" "$DATA" "$MODEL" "$T"
+		printf 'echo "[exit $?]"\nexec sleep 600\n'
+	} >"$T/session.sh"
+	[ -n "$SOCK" ] && tmux -L "$SOCK" kill-server >/dev/null 2>&1
+	nsock=$((nsock + 1))
+	SOCK=lathe-tui-$$-$nsock
+	tmux -L "$SOCK" -f /dev/null new-session -d -x "$_w" -y "$_h" -s t "sh '$T/session.sh'"
+}
+
+# status: the last line of the screen.
+status() {
+	screen | awk 'NF { l = $0 } END { print l }'
+}
+
+# wait_status ERE: poll until the status line matches.
+wait_status() {
+	_ws_i=0
+	while [ $_ws_i -lt $TICKS ]; do
+		status >"$T/status"
+		grep -E -e "$1" "$T/status" >/dev/null && return 0
+		pause
+		_ws_i=$((_ws_i + 1))
+	done
+	return 1
+}
+
+expect_status() {
+	if wait_status "$2"; then
+		ok "$1"
+	else
+		not_ok "$1" "status line: $(cat "$T/status")"
+		screen >"$T/screen"
+		diag_file "$T/screen" 40
+	fi
+}
+
+# The accuracy the status line must show: lathe eval on the same split.
+want=$("$LATHE" eval "$MODEL" --data "$DATA" --split val --json |
+	sed -n 's/.*"top1": *\([0-9.]*\).*/\1/p' | head -n 1)
+want=$(LC_ALL=C awk -v a="$want" 'BEGIN { printf "%.2f%%", 100 * a }')
+
+start 120 40 LANG=C.UTF-8 LC_ALL=C.UTF-8
+expect "layer table: names and shapes" 'conv2\.weight +conv2d +\[50x20x5x5\]'
+expect "layer table: fc1 row" 'fc1\.weight +linear +\[500x800\] +400\.0k'
+expect_status "status line: accuracy equals lathe eval --split val ($want)" "acc $want \\|"
+expect "histogram drawn (bars and axis)" 'Histogram conv1\.weight.*'
+screen >"$T/screen"
+if grep -E '│[ ▁▂▃▄▅▆▇█]*█[ ▁▂▃▄▅▆▇█]*│' "$T/screen" >/dev/null; then
+	ok "histogram: bars on screen"
+else
+	not_ok "histogram: bars on screen" "screen:"
+	diag_file "$T/screen" 40
+fi
+press j j
+expect "spectrum of conv2.weight drawn (ranks at 90/95/99 % energy)" 'r90/95/99 [0-9]+/[0-9]+/[0-9]+'
+expect "heatmap of conv2.weight drawn (view and cells)" '\[50x500\] cells [0-9]+x[0-9]+'
+expect "title names the selected tensor" 'selected: conv2\.weight'
+
+# stage a prune from the REPL
+press :
+pause
+press C-u
+keys 'model:prune{sparsity=0.9}'
+press Enter
+expect_status "staged prune: status starts with STAGED" '^ STAGED \|'
+expect_status "staged prune: committed -> staged accuracy with its change" "acc $want → [0-9.]+% \\(-[0-9.]+\\)"
+expect_status "staged prune: size -> staged size (ratio)" 'size [0-9.]+ [KM]B → [0-9.]+ [KM]B \(x[0-9.]+\)'
+expect "table: % zeros of conv2.weight is 90.0" 'conv2\.weight +conv2d +\[50x20x5x5\] +25\.0k +90\.0'
+expect "REPL: the result of the statement is shown" 'zeros = '
+
+# back to the panes, roll back (asked first)
+press Escape
+sleep 0.3
+press r
+expect_status "rollback asks first" 'Roll back'
+press y
+expect_status "rollback restores the status line" "^ clean \\| acc $want \\| size [0-9.]+ MB \\(x1\\.00\\) \\| sparsity 0\\.0%"
+expect "rollback restores the table" 'conv2\.weight +conv2d +\[50x20x5x5\] +25\.0k +0\.0'
+
+# help overlay
+press '?'
+expect "? shows the keys" 'commit / roll back / undo'
+press x
+pause
+
+# export a plot as SVG from the REPL
+press /
+pause
+keys ":export svg $T/hist.svg hist"
+press Enter
+expect "export reports the file" "exported histogram"
+if [ -s "$T/hist.svg" ] && head -n 2 "$T/hist.svg" | grep -F '<svg' >/dev/null &&
+	tail -n 1 "$T/hist.svg" | grep -F '</svg>' >/dev/null; then
+	ok "export: a complete SVG file"
+else
+	not_ok "export: a complete SVG file" "file:"
+	diag_file "$T/hist.svg" 5
+fi
+keys ":export svg $T/spec.svg spec"
+press Enter
+expect "export of the spectrum" "exported spectrum"
+press Escape
+sleep 0.3
+
+# commit, then the status shows the new committed state
+press :
+pause
+press C-u
+keys 'model:prune{sparsity=0.5}'
+press Enter
+expect_status "second prune staged" 'STAGED'
+press Escape
+sleep 0.3
+press c
+expect_status "commit asks first" 'Commit the staged'
+press y
+expect_status "after commit: clean, sparsity near 50 %" '^ clean \|.*sparsity 49\.[0-9]%'
+
+# resize to 80x24: every pane keeps its title, the status line its figures
+tmux -L "$SOCK" resize-window -t t -x 80 -y 24 >/dev/null 2>&1
+sleep 0.5
+screen >"$T/screen"
+missing=
+for title in Layers Histogram Non-zeros Singular REPL; do
+	grep -F "$title" "$T/screen" >/dev/null || missing="$missing $title"
+done
+if [ -z "$missing" ] && status | grep -E '^ clean \| acc [0-9.]+% \| size ' >/dev/null; then
+	ok "80x24: every pane's title and the status line are on screen"
+else
+	not_ok "80x24: every pane's title and the status line are on screen" "missing:$missing; screen:"
+	diag_file "$T/screen" 30
+fi
+expect "80x24: layer names still readable" 'conv1\.weight'
+
+# quit: asks when staged, q then y leaves with status 0
+press :
+pause
+press C-u
+keys 'model:prune{sparsity=0.6}'
+press Enter
+expect_status "staged again" 'STAGED'
+press Escape
+sleep 0.3
+press q
+expect_status "q with staged changes asks first" 'Quit anyway'
+press n
+sleep 0.3
+expect_status "n: stays" 'STAGED'
+press q
+sleep 0.2
+press y
+expect "q, y: exits with status 0" '^\[exit 0\]'
+if [ -s "$T/stderr" ]; then
+	not_ok "nothing on stderr" "stderr:"
+	diag_file "$T/stderr"
+else
+	ok "nothing on stderr"
+fi
+
+# colours: some SGR colour codes normally, none with NO_COLOR
+colours() {
+	# colour set: 30-37 / 40-47, 256-colour 38;/48; (39 and 49 are resets)
+	tmux -L "$SOCK" capture-pane -p -e -t t | grep -cE '\[(3[0-7]|4[0-7])m|\[(38|48);' || true
+}
+start 100 30 LANG=C.UTF-8 LC_ALL=C.UTF-8
+wait_status 'acc ' >/dev/null
+n=$(colours)
+if [ "$n" -gt 0 ]; then ok "colours used by default ($n lines)"; else not_ok "colours used by default"; fi
+start 100 30 LANG=C.UTF-8 LC_ALL=C.UTF-8 NO_COLOR=1
+wait_status 'acc ' >/dev/null
+n=$(colours)
+if [ "$n" = 0 ]; then ok "NO_COLOR: no colour codes"; else not_ok "NO_COLOR: no colour codes" "$n lines with colour"; fi
+
+# ASCII fallback outside a UTF-8 locale
+start 100 30 LANG=C LC_ALL=C
+expect "C locale: ASCII frames" '^\+-.*Layers'
+screen >"$T/screen"
+if LC_ALL=C grep -n "$(printf '[\200-\377]')" "$T/screen" >/dev/null; then
+	not_ok "C locale: no non-ASCII bytes on screen" "screen:"
+	diag_file "$T/screen" 30
+else
+	ok "C locale: no non-ASCII bytes on screen"
+fi
+press q
+expect "clean model: q quits at once" '^\[exit 0\]'
+
+finish
