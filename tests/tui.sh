@@ -39,7 +39,9 @@ start() {
 	_w=$1 _h=$2
 	shift 2
 	{
-		printf "cd '%s' || exit 1\n" "$T"
+		# Ctrl-C goes to the whole foreground group: the shell must live
+		# on to print the status.
+		printf "trap : INT\ncd '%s' || exit 1\n" "$T"
 		printf "env XDG_STATE_HOME='%s/state' INPUTRC=/dev/null" "$T"
 		for _e; do
 			printf " '%s'" "$_e"
@@ -87,7 +89,7 @@ want=$(LC_ALL=C awk -v a="$want" 'BEGIN { printf "%.2f%%", 100 * a }')
 
 start 120 40 LANG=C.UTF-8 LC_ALL=C.UTF-8
 expect "layer table: names and shapes" 'conv2\.weight +conv2d +\[50x20x5x5\]'
-expect "layer table: fc1 row" 'fc1\.weight +linear +\[500x800\] +400\.0k'
+expect "layer table: fc1 row" 'fc1\.weight +linear +\[500x800\] +400000'
 expect_status "status line: accuracy equals lathe eval --split val ($want)" "acc $want \\|"
 expect "histogram drawn (bars and axis)" 'Histogram conv1\.weight.*'
 screen >"$T/screen"
@@ -111,7 +113,7 @@ press Enter
 expect_status "staged prune: status starts with STAGED" '^ STAGED \|'
 expect_status "staged prune: committed -> staged accuracy with its change" "acc $want → [0-9.]+% \\(-[0-9.]+\\)"
 expect_status "staged prune: size -> staged size (ratio)" 'size [0-9.]+ [KM]B → [0-9.]+ [KM]B \(x[0-9.]+\)'
-expect "table: % zeros of conv2.weight is 90.0" 'conv2\.weight +conv2d +\[50x20x5x5\] +25\.0k +90\.0'
+expect "table: % zeros of conv2.weight is 90.0" 'conv2\.weight +conv2d +\[50x20x5x5\] +25000 +90\.0'
 expect "REPL: the result of the statement is shown" 'zeros = '
 
 # back to the panes, roll back (asked first)
@@ -121,7 +123,7 @@ press r
 expect_status "rollback asks first" 'Roll back'
 press y
 expect_status "rollback restores the status line" "^ clean \\| acc $want \\| size [0-9.]+ MB \\(x1\\.00\\) \\| sparsity 0\\.0%"
-expect "rollback restores the table" 'conv2\.weight +conv2d +\[50x20x5x5\] +25\.0k +0\.0'
+expect "rollback restores the table" 'conv2\.weight +conv2d +\[50x20x5x5\] +25000 +0\.0'
 
 # help overlay
 press '?'
@@ -145,6 +147,13 @@ fi
 keys ":export svg $T/spec.svg spec"
 press Enter
 expect "export of the spectrum" "exported spectrum"
+
+# Ctrl-C interrupts a statement that would run for ever
+keys 'while true do end'
+press Enter
+sleep 0.5
+press C-c
+expect "Ctrl-C interrupts a running statement" 'error: repl:1: interrupted'
 press Escape
 sleep 0.3
 

@@ -112,14 +112,13 @@ const tui_row *tui_selected(const tui *t)
 	return t->n_rows && t->sel >= 0 && t->sel < t->n_rows ? &t->rows[t->sel] : NULL;
 }
 
+/* Counts in at most 7 characters: 987654, 1.23M, 12.3M, 1.23G. */
 static void fmt_count(int64_t v, char *out, size_t n)
 {
-	if (v >= 10000000000LL)
-		snprintf(out, n, "%.1fG", (double)v / 1e9);
-	else if (v >= 10000000)
-		snprintf(out, n, "%.1fM", (double)v / 1e6);
-	else if (v >= 10000)
-		snprintf(out, n, "%.1fk", (double)v / 1e3);
+	if (v >= 1000000000)
+		snprintf(out, n, "%.3gG", (double)v / 1e9);
+	else if (v >= 1000000)
+		snprintf(out, n, "%.3gM", (double)v / 1e6);
 	else
 		snprintf(out, n, "%lld", (long long)v);
 }

@@ -107,7 +107,32 @@ static void command(tui *t, const char *line)
 		tui_repl_print(t, msg);
 		return;
 	}
-	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec], :q");
+	if (n >= 2 && !strcmp(verb, "redraws")) {
+		/* How fast this terminal takes a full redraw: every pane drawn
+		 * from its caches and the whole screen sent (clearok: no
+		 * shortcut from an unchanged screen), N times. */
+		long count = strtol(kind, NULL, 10);
+		if (count < 1 || count > 100000) {
+			tui_repl_print(t, "redraws: give a count from 1 to 100000");
+			return;
+		}
+		double t0 = tui_now();
+		for (long i = 0; i < count; i++) {
+			for (int p = 0; p < PANE_COUNT; p++)
+				if (t->win[p])
+					touchwin(t->win[p]);
+			touchwin(stdscr);
+			clearok(curscr, TRUE);
+			tui_draw_all(t);
+		}
+		double dt = tui_now() - t0;
+		char msg[160];
+		snprintf(msg, sizeof msg, "redraws: %ld full redraws of %dx%d in %.1f ms: %.0f per second",
+			 count, t->w, t->h, dt * 1e3, (double)count / dt);
+		tui_repl_print(t, msg);
+		return;
+	}
+	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec], :redraws N, :q");
 }
 
 static void run_chunk(tui *t)

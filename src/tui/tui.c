@@ -31,8 +31,10 @@ static void on_sigint(int sig)
 {
 	(void)sig;
 	got_sigint = 1;
+	/* A running statement stops: Lua code at its next instruction hook,
+	 * C kernels at their next progress check. */
 	if (lt_tui_current && lt_tui_current->running)
-		lt_lua_interrupt();
+		lt_repl_interrupt(lt_tui_current->L);
 }
 
 double tui_now(void)

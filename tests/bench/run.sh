@@ -33,6 +33,8 @@ SRCDIR=$(cd "$SRCDIR" 2>/dev/null && pwd) || { echo "run.sh: no source directory
 INFER=$BUILDDIR/tests/bench/bench_infer
 SGEMM=$BUILDDIR/tests/bench/bench_sgemm
 CONV=$BUILDDIR/tests/bench/bench_conv
+SVD=$BUILDDIR/tests/bench/bench_svd
+PEER_SVD=$HERE/peer_svd.py
 TRAIN=$BUILDDIR/tests/bench/bench_train
 LATHE_BIN=$BUILDDIR/lathe
 PREVIEW=$HERE/bench_preview.lua
@@ -46,7 +48,7 @@ if [ -z "${LATHE_DATA:-}" ] && [ ! -d "$DATA" ]; then
 fi
 START=$(date +%s)
 
-for b in "$INFER" "$SGEMM" "$CONV" "$TRAIN" "$LATHE_BIN"; do
+for b in "$INFER" "$SGEMM" "$CONV" "$SVD" "$TRAIN" "$LATHE_BIN"; do
 	if [ ! -x "$b" ]; then
 		echo "run.sh: $b is missing (run 'make bench', which builds it)" >&2
 		exit 1
@@ -104,7 +106,8 @@ fi
 ERR=$(mktemp "${TMPDIR:-/tmp}/lathe-bench-err.XXXXXX") || exit 1
 FAILS=$(mktemp "${TMPDIR:-/tmp}/lathe-bench-fails.XXXXXX") || exit 1
 CAPS=$(mktemp "${TMPDIR:-/tmp}/lathe-bench-caps.XXXXXX") || exit 1
-trap 'rm -f "$ERR" "$FAILS" "$CAPS"' EXIT
+SVDOUT=$(mktemp "${TMPDIR:-/tmp}/lathe-bench-svd.XXXXXX") || exit 1
+trap 'rm -f "$ERR" "$FAILS" "$CAPS" "$SVDOUT"' EXIT
 
 peer_ok=0
 if "$PY" -c 'import torch' >/dev/null 2>&1; then
@@ -214,6 +217,57 @@ for i in "${!CONV_SHAPES[@]}"; do
 		fi
 	done
 done
+
+# ---- singular values ----------------------------------------------------
+# A BERT-base-sized matrix (768x3072), its transpose, and lenet5's fc1.
+SVD_SHAPES=("768 3072" "3072 768" "500 800")
+SVD_REPS=7
+[ "${LATHE_BENCH_QUICK:-0}" = 1 ] && SVD_REPS=3
+declare -A SV
+for i in "${!SVD_SHAPES[@]}"; do
+	echo "singular values ${SVD_SHAPES[$i]}:" >&2
+	# shellcheck disable=SC2086 # two numbers
+	SV[$i/lathe]=$(run "lathe spectrum kernel" "$SVD" ${SVD_SHAPES[$i]} $SVD_REPS "$SVDOUT")
+	for t in 1 2; do
+		if [ $peer_ok = 1 ]; then
+			chk=()
+			[ $t = 1 ] && chk=(--check "$SVDOUT")
+			# shellcheck disable=SC2086
+			SV[$i/numpy$t]=$(run "numpy.linalg.svd, $t thread(s)" "$PY" "$PEER_SVD" ${SVD_SHAPES[$i]} $SVD_REPS $t "${chk[@]}")
+		else
+			SV[$i/numpy$t]=
+		fi
+	done
+done
+
+# ---- TUI redraws ---------------------------------------------------------
+# `:redraws N` in the workbench at 200x60 inside tmux (the terminal), with
+# conv2.weight selected so every plot has content.
+REDRAWS=300
+TUIR=
+if command -v tmux >/dev/null 2>&1; then
+	echo "TUI: $REDRAWS full redraws at 200x60 in tmux:" >&2
+	sock=lathe-bench-$$
+	tmux -L "$sock" -f /dev/null new-session -d -x 200 -y 60 -s b \
+		"'$LATHE_BIN' --data '$DATA' '$SRCDIR/samples/lenet5.safetensors'; sleep 600"
+	sleep 2
+	tmux -L "$sock" send-keys -t b j j
+	sleep 2
+	tmux -L "$sock" send-keys -t b :
+	sleep 0.3
+	tmux -L "$sock" send-keys -t b C-u ":redraws $REDRAWS" Enter
+	for _ in $(seq 1 100); do
+		TUIR=$(tmux -L "$sock" capture-pane -p -t b | grep -o 'redraws: .* per second' | head -n 1)
+		[ -n "$TUIR" ] && break
+		sleep 0.3
+	done
+	tmux -L "$sock" kill-server >/dev/null 2>&1
+	[ -n "$TUIR" ] || echo "run.sh: the TUI redraw benchmark gave no result" >&2
+	[ -n "$TUIR" ] || echo "tui redraws" >>"$FAILS"
+	[ -n "$TUIR" ] && printf '{"bench": "tui_redraws", "result": "%s"}\n' "$TUIR" >>"$OUT"
+else
+	echo "run.sh: tmux not installed: TUI redraw benchmark skipped" >&2
+fi
 
 # ---- inference ----------------------------------------------------------
 declare -A R
@@ -379,6 +433,32 @@ for i in "${!CONV_SHAPES[@]}"; do
 	fi
 	echo "| ${CONV_NAMES[$i]} | $(jget shape "$L") | ${auto:--} $(fmt %.1f "$la") | $(fmt %.1f "$(jget im2col_gmacs "$L")") | $(fmt %.1f "$(jget direct_gmacs "$L")") | $(fmt %.1f "$(jget winograd_gmacs "$L")") | $p1 | $p2 | $r |"
 done
+
+echo
+echo "### Singular values (median seconds)"
+echo
+echo "lathe's spectrum kernel (the route it picks for the shape, on every core) against"
+echo "numpy.linalg.svd(compute_uv=False) at 1 and 2 OpenBLAS threads; ratio = numpy best / lathe."
+echo "max rel. error: of lathe's values >= 1e-4 sigma_max against numpy's float64 SVD."
+echo
+echo "| shape | lathe route | lathe | numpy 1 thread | numpy 2 threads | ratio | max rel. error |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+for i in "${!SVD_SHAPES[@]}"; do
+	L=${SV[$i/lathe]}
+	n1=$(jget median_s "${SV[$i/numpy1]}") n2=$(jget median_s "${SV[$i/numpy2]}")
+	best=$(printf '%s\n' "$n1" "$n2" | grep . | sort -g | head -n 1)
+	echo "| ${SVD_SHAPES[$i]/ /x} | $(jget route "$L") | $(fmt %.4f "$(jget median_s "$L")") | $(fmt %.4f "$n1") | $(fmt %.4f "$n2") | $(ratio "$best" "$(jget median_s "$L")") | $(fmt %.1e "$(jget max_rel_err "${SV[$i/numpy1]}")") |"
+done
+
+echo
+echo "### TUI"
+echo
+if [ -n "$TUIR" ]; then
+	echo "Full redraws of the workbench (every pane drawn and the whole screen sent) at 200x60 in"
+	echo "tmux, lenet5 with conv2.weight selected: $TUIR."
+else
+	echo "Not measured (tmux missing or the run failed)."
+fi
 
 echo
 echo "### sgemm ${GM}x${GK}x${GN} (float32, median GFLOP/s)"
