@@ -239,4 +239,29 @@ fi
 press q
 expect "clean model: q quits at once" '^\[exit 0\]'
 
+# the per-filter heatmap: filters zeroed from the REPL show as blank tiles
+start 100 40 LANG=C LC_ALL=C
+wait_status 'acc ' >/dev/null
+press :
+pause
+press C-u
+keys 'model:layer("conv2").weight:rows(1,5):fill(0)'
+press Enter
+expect_status "five filters zeroed: staged" '^ STAGED'
+press Escape
+sleep 0.3
+press j j Tab Tab
+pause
+press m m m
+expect "heatmap: the per-filter view" 'per filter'
+# Tiles are 5x5 with a one-column gap; the first five (zeroed) are blank.
+screen >"$T/screen"
+# Five blank 6-column tiles, then the sixth filter's row of the tile.
+if [ "$(grep -cE '\|\| {30}#####' "$T/screen")" -ge 5 ]; then
+	ok "per-filter view: zeroed filters blank, others dense"
+else
+	not_ok "per-filter view: zeroed filters blank, others dense" "screen:"
+	diag_file "$T/screen" 40
+fi
+
 finish

@@ -345,7 +345,7 @@ int tui_plot_key(tui *t, int pane, int key)
 	}
 	if (pane == PANE_HEAT) {
 		switch (key) {
-		case 'm': t->heat_mode = (t->heat_mode + 1) % 3; return 1;
+		case 'm': t->heat_mode = (t->heat_mode + 1) % 4; return 1; /* 3 only for conv */
 		case '+': t->heat_zoom = t->heat_zoom < 6 ? t->heat_zoom + 1 : 6; return 1;
 		case '-': t->heat_zoom = t->heat_zoom > 0 ? t->heat_zoom - 1 : 0; return 1;
 		case KEY_LEFT: t->heat_x--; return 1;
@@ -431,19 +431,64 @@ fail:
 	return -1;
 }
 
+/* Per-filter view of a staged conv weight: one kh x kw tile per output
+ * filter, each cell the share of input channels non-zero at that kernel
+ * position (a pruned filter is a blank tile). Rows of tiles scroll with
+ * the arrows. */
+static void draw_filters(tui *t, WINDOW *w, lt_tensor *s, int vw, int vh)
+{
+	lt_err err = {0};
+	lt_filter_map *f = lt_filter_map_of(s, &err);
+	if (!f) {
+		mvwaddnstr(w, 1, 1, err.msg, vw);
+		return;
+	}
+	int tw = (int)f->kw + 1, th = (int)f->kh + 1;
+	int per_row = vw / tw > 0 ? vw / tw : 1;
+	int64_t tile_rows = (f->out + per_row - 1) / per_row;
+	int shown = vh / th > 0 ? vh / th : 1;
+	int64_t maxy = tile_rows - shown > 0 ? tile_rows - shown : 0;
+	t->heat_y = t->heat_y < 0 ? 0 : t->heat_y > maxy ? (int)maxy : t->heat_y;
+	for (int64_t o = (int64_t)t->heat_y * per_row; o < f->out; o++) {
+		int64_t tr = o / per_row - t->heat_y;
+		if (tr >= shown)
+			break;
+		int x0 = 1 + (int)(o % per_row) * tw, y0 = 1 + (int)tr * th;
+		for (int64_t ky = 0; ky < f->kh && y0 + ky < 1 + vh; ky++)
+			for (int64_t kx = 0; kx < f->kw; kx++) {
+				if (t->color)
+					wattron(w, COLOR_PAIR(3));
+				mvwaddstr(w, y0 + (int)ky, x0 + (int)kx, ramp(t, f->tiles[(o * f->kh + ky) * f->kw + kx]));
+				if (t->color)
+					wattroff(w, COLOR_PAIR(3));
+			}
+	}
+	lt_filter_map_free(f);
+}
+
 void tui_draw_heat(tui *t, WINDOW *w)
 {
-	static const char *const modes[] = {"committed", "staged", "changed"};
+	static const char *const modes[] = {"committed", "staged", "changed", "per filter (staged)"};
+	lt_tensor *c, *s;
+	int have = selected_pair(t, &c, &s);
+	if (t->heat_mode == 3 && (!have || lt_tensor_ndim(s) != 4))
+		t->heat_mode = 0; /* the filter view is for conv weights only */
 	char title[128];
-	snprintf(title, sizeof title, "Non-zeros %s (m: mode, +/-: zoom %dx)", modes[t->heat_mode],
-		 1 << t->heat_zoom);
+	if (t->heat_mode == 3)
+		snprintf(title, sizeof title, "Non-zeros %s (m: mode)", modes[t->heat_mode]);
+	else
+		snprintf(title, sizeof title, "Non-zeros %s (m: mode, +/-: zoom %dx)", modes[t->heat_mode],
+			 1 << t->heat_zoom);
 	tui_frame(t, w, PANE_HEAT, title);
 	int hh, ww;
 	getmaxyx(w, hh, ww);
 	int vw = ww - 2, vh = hh - 3;
-	lt_tensor *c, *s;
 	char why[128] = "(nothing to show)";
-	if (vw < 2 || vh < 1 || !selected_pair(t, &c, &s) ||
+	if (have && t->heat_mode == 3 && vw > 2 && vh > 1) {
+		draw_filters(t, w, s, vw, vh + 1);
+		return;
+	}
+	if (vw < 2 || vh < 1 || !have ||
 	    heat_grid(t, c, s, vw << t->heat_zoom, vh << t->heat_zoom, why, sizeof why)) {
 		mvwaddnstr(w, 1, 1, why, ww - 2);
 		return;

@@ -300,7 +300,7 @@ static const char *const help_lines[] = {
 	"  Ctrl-C            interrupt a running statement or preview",
 	"  c  r  u           commit / roll back / undo (asks first)",
 	"  l                 histogram: linear or log10|w|",
-	"  m                 heatmap: committed, staged, difference",
+	"  m                 heatmap: committed, staged, changed, per filter",
 	"  + -  arrows       heatmap: zoom and pan",
 	"  q                 quit (asks if changes are staged)",
 	"  mouse             click a layer or a pane",
@@ -670,6 +670,7 @@ int lt_tui_run(const lt_tui_opts *opts)
 	tui_repl_print(t, "lathe workbench: `model` is the open model; ? for keys, : for the REPL");
 	layout(t);
 
+	int was_busy = 0;
 	while (!t->quit) {
 		follow_bench(t);
 		if (got_sigint) {
@@ -678,9 +679,13 @@ int lt_tui_run(const lt_tui_opts *opts)
 			snprintf(t->message, sizeof t->message, "cancelled");
 			t->dirty_all = 1;
 		}
-		tui_draw_all(t);
-		struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0}};
+		/* Draw when something changed; while the worker runs, its
+		 * progress is on the status line, so then every turn. */
 		int busy = lt_worker_status(t->worker, NULL, 0, NULL, NULL);
+		if (t->dirty_all || busy || was_busy)
+			tui_draw_all(t);
+		was_busy = busy;
+		struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0}};
 		int waiting = t->bench && lt_bench_dirty(t->bench) && t->staged.state == 0;
 		int rc = poll(fds, 2, busy ? 100 : waiting ? 50 : 1000);
 		if (rc < 0 && errno != EINTR)
