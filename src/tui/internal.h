@@ -15,7 +15,7 @@ enum { PANE_TABLE, PANE_HIST, PANE_HEAT, PANE_SPEC, PANE_REPL, PANE_COUNT };
 
 /* One row of the layer table: a tensor of the staged model. */
 typedef struct tui_row {
-	const char *name;      /* borrowed from the staged model */
+	char *name;            /* owned copy: the stage it came from may be gone */
 	const char *op;        /* layer op, "-" for tensors outside the graph */
 	char shape[40];
 	int64_t params, zeros;
@@ -36,6 +36,8 @@ typedef struct tui_measure {
 typedef struct tui {
 	lua_State *L;
 	lt_bench *bench;       /* the global `model`'s bench (borrowed) */
+	lt_bench *opened;      /* the bench of the file named on the command line */
+	const char *path;      /* that file */
 	lt_worker *worker;
 	lt_dataset val;        /* validation split (n == 0 when not found) */
 	char data_note[200];   /* why there is no accuracy, when there is none */
@@ -74,6 +76,7 @@ extern tui *lt_tui_current;
 
 /* panes.c */
 void tui_rows_rebuild(tui *t);
+void tui_rows_free(tui *t);
 void tui_draw_table(tui *t, WINDOW *w);
 void tui_draw_hist(tui *t, WINDOW *w);
 void tui_draw_heat(tui *t, WINDOW *w);

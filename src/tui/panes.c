@@ -64,15 +64,22 @@ static int row_cmp(const void *a, const void *b)
 	}
 }
 
+void tui_rows_free(tui *t)
+{
+	for (int i = 0; i < t->n_rows; i++)
+		lt_free(t->rows[i].name);
+	lt_free(t->rows);
+	t->rows = NULL;
+	t->n_rows = 0;
+}
+
 void tui_rows_rebuild(tui *t)
 {
 	const char *was = t->n_rows && t->sel < t->n_rows ? t->rows[t->sel].name : NULL;
 	char keep[256] = "";
 	if (was)
 		snprintf(keep, sizeof keep, "%s", was);
-	lt_free(t->rows);
-	t->rows = NULL;
-	t->n_rows = 0;
+	tui_rows_free(t);
 	t->rows_version = t->bench ? lt_bench_version(t->bench) : 0;
 	if (!t->bench)
 		return;
@@ -83,8 +90,10 @@ void tui_rows_rebuild(tui *t)
 		return;
 	for (size_t i = 0; i < n; i++) {
 		lt_tensor *x = lt_model_tensor_at(m, i);
-		tui_row *r = &t->rows[t->n_rows++];
-		r->name = lt_model_tensor_name(m, i);
+		tui_row *r = &t->rows[t->n_rows];
+		if (!(r->name = lt_strdup(lt_model_tensor_name(m, i))))
+			break;
+		t->n_rows++;
 		r->op = op_of(m, r->name);
 		int nd = lt_tensor_ndim(x), k = 0;
 		const int64_t *sh = lt_tensor_shape(x);

@@ -276,8 +276,10 @@ static void draw_title(tui *t)
 	attron(A_REVERSE);
 	char title[256];
 	const tui_row *r = tui_selected(t);
-	snprintf(title, sizeof title, " lathe | %s | %d tensors | selected: %s",
-		 t->bench ? "model" : "(none)", t->n_rows, r ? r->name : "-");
+	const char *name = !t->bench ? "(no model)" : t->bench == t->opened ? t->path : "model (set in the REPL)";
+	const char *base = strrchr(name, '/');
+	snprintf(title, sizeof title, " lathe | %s | %d tensors | selected: %s", base ? base + 1 : name,
+		 t->n_rows, r ? r->name : "-");
 	mvaddnstr(0, 0, title, t->w);
 	for (int x = (int)strlen(title); x < t->w; x++)
 		addch(' ');
@@ -587,6 +589,8 @@ static int open_model(tui *t, const char *path)
 		return -1;
 	}
 	lua_pop(t->L, 1);
+	t->opened = lt_lua_to_bench(t->L, -1);
+	t->path = path;
 	lua_setglobal(t->L, "model");
 	return 0;
 }
@@ -706,7 +710,7 @@ int lt_tui_run(const lt_tui_opts *opts)
 	tui_caches_free();
 	for (int i = 0; i < SCROLLBACK; i++)
 		free(t->lines[i]);
-	lt_free(t->rows);
+	tui_rows_free(t);
 	lt_dataset_release(&t->val);
 	lua_close(t->L);
 	return 0;
