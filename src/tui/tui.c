@@ -203,6 +203,15 @@ static void human_bytes(double b, char *out, size_t n)
 	snprintf(out, n, i ? "%.2f %s" : "%.0f %s", b, u[i]);
 }
 
+/* "[#####.....] " for a fraction in [0, 1]: ten cells, ASCII so it reads
+ * in any locale and in monochrome. */
+static void progress_bar(double f, char *out, size_t n)
+{
+	int full = (int)(f * 10 + 0.5);
+	full = full < 0 ? 0 : full > 10 ? 10 : full;
+	snprintf(out, n, "[%.*s%.*s] ", full, "##########", 10 - full, "..........");
+}
+
 /* The status line: stage state first (the thing to know before pressing
  * c, r or u), then committed -> staged accuracy, size and sparsity, then
  * work in progress and the last notice. Narrow screens get the compact
@@ -257,8 +266,12 @@ static void draw_status(tui *t)
 		char label[64];
 		double frac = 0;
 		if (lt_worker_status(t->worker, label, sizeof label, &frac, NULL) && n < sizeof line)
-			n += (size_t)snprintf(line + n, sizeof line - n, " | %s %3.0f%%%s", label, 100 * frac,
-					      compact ? "" : " (Esc cancels)");
+		{
+			char bar[24];
+			progress_bar(frac, bar, sizeof bar);
+			n += (size_t)snprintf(line + n, sizeof line - n, " | %s %s%3.0f%%%s", label,
+					      compact ? "" : bar, 100 * frac, compact ? "" : " (Esc cancels)");
+		}
 		if (t->message[0] && n < sizeof line)
 			n += (size_t)snprintf(line + n, sizeof line - n, " | %s", t->message);
 		if ((int)n <= t->w)
@@ -420,7 +433,10 @@ void tui_pump(tui *t, const char *label, double fraction)
 	if (now - last < 0.05)
 		return;
 	last = now;
-	snprintf(t->message, sizeof t->message, "%s %3.0f%% (Esc or Ctrl-C stops)", label, 100 * fraction);
+	char bar[24];
+	progress_bar(fraction, bar, sizeof bar);
+	snprintf(t->message, sizeof t->message, "%s %s%3.0f%% (Esc or Ctrl-C stops)", label, bar,
+		 100 * fraction);
 	draw_status(t);
 	wnoutrefresh(stdscr);
 	doupdate();
