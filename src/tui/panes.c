@@ -399,32 +399,32 @@ static void heat_clear(void)
 	memset(&hmap, 0, sizeof hmap);
 }
 
+/* A copy of a map's cells (the map is freed by the caller). */
+static void keep_cells(const double *cells, int gw, int gh, int64_t rows, int64_t cols)
+{
+	size_t n = (size_t)gw * (size_t)gh;
+	if ((hmap.cells = malloc(n * sizeof *hmap.cells)))
+		memcpy(hmap.cells, cells, n * sizeof *hmap.cells);
+	hmap.cw = gw, hmap.ch = gh, hmap.rows = rows, hmap.cols = cols;
+}
+
 static int heat_grid(tui *t, lt_tensor *c, lt_tensor *s, int gw, int gh, char *why, size_t n)
 {
 	if (hmap.c == c && hmap.s == s && hmap.mode == t->heat_mode && hmap.gw == gw && hmap.gh == gh)
 		return 0;
 	heat_clear();
 	lt_err err = {0};
-	size_t cells;
 	if (t->heat_mode == 2) {
 		lt_density_diff *d = lt_density_diff_of(c, s, gw, gh, &err);
 		if (!d)
 			goto fail;
-		cells = (size_t)d->gw * (size_t)d->gh;
-		hmap.cells = malloc(cells * sizeof *hmap.cells);
-		if (hmap.cells)
-			memcpy(hmap.cells, d->changed, cells * sizeof *hmap.cells);
-		hmap.cw = d->gw, hmap.ch = d->gh, hmap.rows = d->rows, hmap.cols = d->cols;
+		keep_cells(d->changed, d->gw, d->gh, d->rows, d->cols);
 		lt_density_diff_free(d);
 	} else {
 		lt_density *d = lt_density_of_tensor(t->heat_mode ? s : c, gw, gh, &err);
 		if (!d)
 			goto fail;
-		cells = (size_t)d->gw * (size_t)d->gh;
-		hmap.cells = malloc(cells * sizeof *hmap.cells);
-		if (hmap.cells)
-			memcpy(hmap.cells, d->nonzero, cells * sizeof *hmap.cells);
-		hmap.cw = d->gw, hmap.ch = d->gh, hmap.rows = d->rows, hmap.cols = d->cols;
+		keep_cells(d->nonzero, d->gw, d->gh, d->rows, d->cols);
 		lt_density_free(d);
 	}
 	if (!hmap.cells) {
