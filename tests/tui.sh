@@ -115,6 +115,10 @@ expect_status "staged prune: committed -> staged accuracy with its change" "acc 
 expect_status "staged prune: size -> staged size (ratio)" 'size [0-9.]+ [KM]B → [0-9.]+ [KM]B \(x[0-9.]+\)'
 expect "table: % zeros of conv2.weight is 90.0" 'conv2\.weight +conv2d +\[50x20x5x5\] +25000 +90\.0'
 expect "REPL: the result of the statement is shown" 'zeros = '
+# a second change to a tensor the stage already owns (written in place)
+keys 'model:prune{sparsity=0.95}'
+press Enter
+expect "table follows a second prune of the same stage (95.0 % zeros)" 'conv2\.weight +conv2d +\[50x20x5x5\] +25000 +95\.0'
 
 # back to the panes, roll back (asked first)
 press Escape

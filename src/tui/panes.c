@@ -27,15 +27,27 @@ static const char *op_of(const lt_model *m, const char *name)
 	return "-";
 }
 
-/* Zero counts per tensor, cached by tensor (a reference keeps the pointer
- * from being reused while it is cached). */
-#define ZCACHE 4096
-static struct { lt_tensor *t; int64_t zeros; } zcache[ZCACHE];
+/* What a cached summary of tensor x (named name) is valid for. Committed
+ * tensors never change (a write to the stage clones a shared tensor
+ * first), so for them the tensor itself is the key: stamp 0. A tensor the
+ * stage owns alone can be written in place, so its summaries also carry
+ * the stage version. */
+static uint64_t stamp_of(const tui *t, const char *name, const lt_tensor *x)
+{
+	if (!t->bench || lt_model_tensor(lt_bench_committed(t->bench), name) == x)
+		return 0;
+	return lt_bench_version(t->bench) + 1;
+}
 
-static int64_t zeros_of(lt_tensor *x)
+/* Zero counts per tensor, cached by tensor and stamp (a reference keeps
+ * the pointer from being reused while it is cached). */
+#define ZCACHE 4096
+static struct { lt_tensor *t; uint64_t stamp; int64_t zeros; } zcache[ZCACHE];
+
+static int64_t zeros_of(lt_tensor *x, uint64_t stamp)
 {
 	size_t h = ((uintptr_t)x >> 4) % ZCACHE;
-	if (zcache[h].t == x)
+	if (zcache[h].t == x && zcache[h].stamp == stamp)
 		return zcache[h].zeros;
 	const float *v = lt_tensor_data(x, NULL);
 	int64_t z = 0, n = lt_tensor_numel(x);
@@ -43,6 +55,7 @@ static int64_t zeros_of(lt_tensor *x)
 		z += v[i] == 0.0f;
 	lt_tensor_unref(zcache[h].t);
 	zcache[h].t = lt_tensor_ref(x);
+	zcache[h].stamp = stamp;
 	zcache[h].zeros = z;
 	return z;
 }
@@ -103,7 +116,7 @@ void tui_rows_rebuild(tui *t)
 				      (long long)sh[d]);
 		snprintf(r->shape + k, sizeof r->shape - (size_t)k, "]");
 		r->params = lt_tensor_numel(x);
-		r->zeros = zeros_of(x);
+		r->zeros = zeros_of(x, stamp_of(t, r->name, x));
 		r->bits = (int)lt_dtype_size(lt_tensor_dtype(x)) * 8;
 		r->bytes = (size_t)r->params * lt_dtype_size(lt_tensor_dtype(x));
 	}
@@ -230,22 +243,26 @@ int tui_table_key(tui *t, int key)
  * bins, mode). */
 typedef struct hist {
 	lt_tensor *t;
+	uint64_t stamp;
 	double lo, hi;
 	int bins, log_abs;
 	int64_t counts[512];
 } hist;
 static hist hcache[2];
 
-static const int64_t *hist_of(int slot, lt_tensor *x, double lo, double hi, int bins, int log_abs)
+static const int64_t *hist_of(int slot, lt_tensor *x, uint64_t stamp, double lo, double hi, int bins,
+			      int log_abs)
 {
 	hist *h = &hcache[slot];
-	if (h->t == x && h->lo == lo && h->hi == hi && h->bins == bins && h->log_abs == log_abs)
+	if (h->t == x && h->stamp == stamp && h->lo == lo && h->hi == hi && h->bins == bins &&
+	    h->log_abs == log_abs)
 		return h->counts;
 	lt_tensor_unref(h->t);
 	h->t = NULL;
 	if (lt_stats_histogram(x, bins, lo, hi, log_abs, h->counts, NULL))
 		return NULL;
 	h->t = lt_tensor_ref(x);
+	h->stamp = stamp;
 	h->lo = lo, h->hi = hi, h->bins = bins, h->log_abs = log_abs;
 	return h->counts;
 }
@@ -304,8 +321,9 @@ void tui_draw_hist(tui *t, WINDOW *w)
 		return;
 	}
 	bins = bins > 512 ? 512 : bins;
-	const int64_t *hc = hist_of(0, c, lo, hi, bins, t->hist_log);
-	const int64_t *hs = hist_of(1, s, lo, hi, bins, t->hist_log);
+	const char *name = tui_selected(t)->name;
+	const int64_t *hc = hist_of(0, c, 0, lo, hi, bins, t->hist_log);
+	const int64_t *hs = hist_of(1, s, stamp_of(t, name, s), lo, hi, bins, t->hist_log);
 	if (!hc || !hs)
 		return;
 	int64_t peak = 1;
@@ -384,6 +402,7 @@ static const char *ramp(const tui *t, double f)
  * the pane shows a window starting at (heat_x, heat_y). */
 typedef struct heat {
 	lt_tensor *c, *s;   /* references */
+	uint64_t stamp;     /* of s */
 	int mode, gw, gh;
 	double *cells;      /* [gh*gw] */
 	int cw, ch;         /* grid actually used */
@@ -410,7 +429,9 @@ static void keep_cells(const double *cells, int gw, int gh, int64_t rows, int64_
 
 static int heat_grid(tui *t, lt_tensor *c, lt_tensor *s, int gw, int gh, char *why, size_t n)
 {
-	if (hmap.c == c && hmap.s == s && hmap.mode == t->heat_mode && hmap.gw == gw && hmap.gh == gh)
+	uint64_t stamp = stamp_of(t, tui_selected(t)->name, s);
+	if (hmap.c == c && hmap.s == s && hmap.stamp == stamp && hmap.mode == t->heat_mode &&
+	    hmap.gw == gw && hmap.gh == gh)
 		return 0;
 	heat_clear();
 	lt_err err = {0};
@@ -431,7 +452,7 @@ static int heat_grid(tui *t, lt_tensor *c, lt_tensor *s, int gw, int gh, char *w
 		lt_err_set(&err, LT_ENOMEM, "out of memory");
 		goto fail;
 	}
-	hmap.c = lt_tensor_ref(c), hmap.s = lt_tensor_ref(s);
+	hmap.c = lt_tensor_ref(c), hmap.s = lt_tensor_ref(s), hmap.stamp = stamp;
 	hmap.mode = t->heat_mode, hmap.gw = gw, hmap.gh = gh;
 	return 0;
 fail:
@@ -528,6 +549,7 @@ void tui_draw_heat(tui *t, WINDOW *w)
 #define SPEC_CACHE 32
 typedef struct spec_slot {
 	lt_tensor *t;
+	uint64_t stamp;
 	int state;          /* 1 running, 2 done, 3 failed */
 	lt_spectrum *s;
 	char error[120];
@@ -537,6 +559,7 @@ static spec_slot scache[SPEC_CACHE];
 
 struct spec_job {
 	lt_tensor *t;       /* a reference */
+	uint64_t stamp;
 	lt_spectrum *s;
 };
 
@@ -553,7 +576,7 @@ static void spec_done(void *arg, int rc, const lt_err *err)
 {
 	struct spec_job *j = arg;
 	for (int i = 0; i < SPEC_CACHE; i++)
-		if (scache[i].t == j->t && scache[i].state == 1) {
+		if (scache[i].t == j->t && scache[i].stamp == j->stamp && scache[i].state == 1) {
 			if (rc == 0) {
 				scache[i].s = j->s, scache[i].state = 2;
 				j->s = NULL;
@@ -573,11 +596,11 @@ static void spec_done(void *arg, int rc, const lt_err *err)
 }
 
 /* The cached spectrum of x, starting its job if there is none. */
-static spec_slot *spectrum_of(tui *t, lt_tensor *x)
+static spec_slot *spectrum_of(tui *t, lt_tensor *x, uint64_t stamp)
 {
 	int victim = 0;
 	for (int i = 0; i < SPEC_CACHE; i++) {
-		if (scache[i].t == x) {
+		if (scache[i].t == x && scache[i].stamp == stamp) {
 			scache[i].used = tui_now();
 			return &scache[i];
 		}
@@ -594,8 +617,9 @@ static spec_slot *spectrum_of(tui *t, lt_tensor *x)
 	spec_slot *sl = &scache[victim];
 	lt_tensor_unref(sl->t);
 	lt_spectrum_free(sl->s);
-	*sl = (spec_slot){.t = lt_tensor_ref(x), .state = 1, .used = tui_now()};
+	*sl = (spec_slot){.t = lt_tensor_ref(x), .stamp = stamp, .state = 1, .used = tui_now()};
 	j->t = lt_tensor_ref(x);
+	j->stamp = stamp;
 	char label[96];
 	snprintf(label, sizeof label, "spectrum %s", tui_selected(t) ? tui_selected(t)->name : "");
 	if (lt_worker_submit(t->worker, label, spec_run, spec_done, j, NULL)) {
@@ -634,7 +658,8 @@ void tui_draw_spec(tui *t, WINDOW *w)
 		mvwaddnstr(w, 1, 1, "a 1-D tensor has no spectrum", ww - 2);
 		return;
 	}
-	spec_slot *sc = spectrum_of(t, c), *ss = s == c ? sc : spectrum_of(t, s);
+	spec_slot *sc = spectrum_of(t, c, 0);
+	spec_slot *ss = s == c ? sc : spectrum_of(t, s, stamp_of(t, tui_selected(t)->name, s));
 	if (!sc || !ss || sc->state == 1 || ss->state == 1) {
 		mvwaddnstr(w, 1, 1, "computing...", ww - 2);
 		return;
