@@ -47,7 +47,8 @@ typedef struct tui {
 	WINDOW *win[PANE_COUNT];
 	int focus, maximized;  /* maximized: a plot pane filling the right side */
 	int help, quit;
-	int dirty_all;
+	int dirty_all;         /* something changed: run a drawing pass */
+	int redraw_all;        /* draw every pane, whatever its signature */
 
 	/* layer table */
 	tui_row *rows;
@@ -84,6 +85,10 @@ void tui_draw_spec(tui *t, WINDOW *w);
 int tui_table_key(tui *t, int key);
 int tui_plot_key(tui *t, int pane, int key);
 const tui_row *tui_selected(const tui *t);
+/* What a pane shows, as numbers: it is drawn again when they change.
+ * sig[0] is filled by the caller (focus, size). */
+#define TUI_SIG 10
+void tui_pane_sig(tui *t, int pane, uint64_t sig[TUI_SIG]);
 void tui_caches_free(void);
 int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size);
 
@@ -95,6 +100,7 @@ void tui_repl_draw(tui *t, WINDOW *w);
  * give focus back to the panes. */
 int tui_repl_key(tui *t, int key);
 void tui_repl_print(tui *t, const char *text);
+void tui_repl_sig(tui *t, uint64_t sig[TUI_SIG]);
 void tui_repl_insert(tui *t, const char *text);
 
 /* tui.c */

@@ -572,9 +572,12 @@ static int spec_run(lt_job *job, void *arg, lt_err *err)
 	return j->s ? 0 : err->code;
 }
 
+static uint64_t spec_generation; /* bumped when a spectrum arrives */
+
 static void spec_done(void *arg, int rc, const lt_err *err)
 {
 	struct spec_job *j = arg;
+	spec_generation++;
 	for (int i = 0; i < SPEC_CACHE; i++)
 		if (scache[i].t == j->t && scache[i].stamp == j->stamp && scache[i].state == 1) {
 			if (rc == 0) {
@@ -891,4 +894,32 @@ void tui_caches_free(void)
 		lt_spectrum_free(scache[i].s);
 		scache[i] = (spec_slot){0};
 	}
+}
+
+void tui_pane_sig(tui *t, int pane, uint64_t sig[TUI_SIG])
+{
+	lt_tensor *c = NULL, *st = NULL;
+	const tui_row *r = tui_selected(t);
+	if (pane != PANE_TABLE && selected_pair(t, &c, &st)) {
+		sig[1] = (uint64_t)(uintptr_t)c;
+		sig[2] = (uint64_t)(uintptr_t)st;
+		sig[3] = stamp_of(t, r->name, st);
+	}
+	switch (pane) {
+	case PANE_TABLE:
+		sig[1] = t->rows_version;
+		sig[2] = (uint64_t)t->sel | (uint64_t)t->top << 32;
+		sig[3] = (uint64_t)t->sort_key | (uint64_t)t->n_rows << 8;
+		for (int i = 0; i < t->n_rows; i++) /* % zeros of every row */
+			sig[4] = sig[4] * 31 + (uint64_t)t->rows[i].zeros;
+		break;
+	case PANE_HIST: sig[4] = (uint64_t)t->hist_log; break;
+	case PANE_HEAT:
+		sig[4] = (uint64_t)t->heat_mode | (uint64_t)t->heat_zoom << 8;
+		sig[5] = (uint64_t)(uint32_t)t->heat_x | (uint64_t)(uint32_t)t->heat_y << 32;
+		break;
+	case PANE_SPEC: sig[4] = spec_generation; break;
+	default: break;
+	}
+	sig[9] = (uint64_t)t->sel;
 }

@@ -123,6 +123,7 @@ static void command(tui *t, const char *line)
 					touchwin(t->win[p]);
 			touchwin(stdscr);
 			clearok(curscr, TRUE);
+			t->redraw_all = 1;
 			tui_draw_all(t);
 		}
 		double dt = tui_now() - t0;
@@ -385,4 +386,18 @@ void tui_repl_draw(tui *t, WINDOW *w)
 	mvwaddnstr(w, y, 1 + pw, buf + off, avail > 0 ? avail : 0);
 	if (t->focus == PANE_REPL)
 		wmove(w, y, 1 + pw + cw - width_of(buf, off));
+}
+
+void tui_repl_sig(tui *t, uint64_t sig[TUI_SIG])
+{
+	sig[1] = (uint64_t)t->n_lines | (uint64_t)t->first_line << 20 | (uint64_t)t->scroll << 40;
+	sig[2] = (uint64_t)rl_point;
+	uint64_t h = 1469598103934665603ull; /* FNV-1a of the line and prompt */
+	for (const char *p = rl_line_buffer ? rl_line_buffer : ""; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	for (const char *p = rl_display_prompt ? rl_display_prompt : ""; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	sig[3] = h;
+	/* the newest line may have been replaced in a full scrollback */
+	sig[4] = t->n_lines ? (uint64_t)(uintptr_t)t->lines[(t->first_line + t->n_lines - 1) % SCROLLBACK] : 0;
 }

@@ -387,6 +387,7 @@ static void layout(tui *t)
 		if (t->win[i])
 			keypad(t->win[i], TRUE);
 	t->dirty_all = 1;
+	t->redraw_all = 1;
 }
 
 void tui_draw_all(tui *t)
@@ -398,29 +399,34 @@ void tui_draw_all(tui *t)
 	draw_title(t);
 	draw_status(t);
 	wnoutrefresh(stdscr);
-	if (t->win[PANE_TABLE]) {
-		tui_draw_table(t, t->win[PANE_TABLE]);
-		wnoutrefresh(t->win[PANE_TABLE]);
-	}
-	if (t->win[PANE_HIST]) {
-		tui_draw_hist(t, t->win[PANE_HIST]);
-		wnoutrefresh(t->win[PANE_HIST]);
-	}
-	if (t->win[PANE_HEAT]) {
-		tui_draw_heat(t, t->win[PANE_HEAT]);
-		wnoutrefresh(t->win[PANE_HEAT]);
-	}
-	if (t->win[PANE_SPEC]) {
-		tui_draw_spec(t, t->win[PANE_SPEC]);
-		wnoutrefresh(t->win[PANE_SPEC]);
+	/* A pane is drawn again only when what it shows changed (its
+	 * signature), or after a resize or the help overlay covered it. */
+	static void (*const draw[PANE_COUNT])(tui *, WINDOW *) = {
+		tui_draw_table, tui_draw_hist, tui_draw_heat, tui_draw_spec, tui_repl_draw};
+	static uint64_t last[PANE_COUNT][TUI_SIG];
+	for (int p = 0; p < PANE_COUNT; p++) {
+		if (!t->win[p])
+			continue;
+		uint64_t sig[TUI_SIG] = {0};
+		sig[0] = (uint64_t)(t->focus == p) | (uint64_t)getmaxx(t->win[p]) << 8 |
+			 (uint64_t)getmaxy(t->win[p]) << 24 | (uint64_t)t->utf8 << 40;
+		if (p == PANE_REPL)
+			tui_repl_sig(t, sig);
+		else
+			tui_pane_sig(t, p, sig);
+		if (t->redraw_all || memcmp(sig, last[p], sizeof sig)) {
+			draw[p](t, t->win[p]);
+			memcpy(last[p], sig, sizeof sig);
+			if (p != PANE_REPL)
+				wnoutrefresh(t->win[p]);
+		}
 	}
 	if (t->help)
 		draw_help(t);
+	t->redraw_all = t->help; /* what the overlay covers is drawn again after it */
 	/* The REPL last, so the cursor ends in its input line. */
-	if (t->win[PANE_REPL]) {
-		tui_repl_draw(t, t->win[PANE_REPL]);
+	if (t->win[PANE_REPL])
 		wnoutrefresh(t->win[PANE_REPL]);
-	}
 	curs_set(t->focus == PANE_REPL && !t->help ? 1 : 0);
 	doupdate();
 	t->dirty_all = 0;
