@@ -158,6 +158,15 @@ press Enter
 sleep 0.5
 press C-c
 expect "Ctrl-C interrupts a running statement" 'error: repl:1: interrupted'
+
+# fine-tuning runs on the worker: the status line shows its progress bar,
+# Ctrl-C stops it and the stage is as before
+keys 'model:finetune{epochs=20, split="val"}'
+press Enter
+expect_status "fine-tuning: a progress bar while it runs" '^ BUSY \| finetune \[[#.]{10}\] +[0-9]+%'
+press C-c
+expect "fine-tuning: Ctrl-C stops it" 'lathe\.finetune: interrupted'
+expect_status "fine-tuning stopped: the stage is clean again" '^ clean \|'
 press Escape
 sleep 0.3
 

@@ -33,6 +33,8 @@ struct lstate {
 	int loaded[LT_SPLIT_COUNT];
 	lt_lua_progress_fn progress;
 	void *progress_ud;
+	lt_lua_runner_fn runner;
+	void *runner_ud;
 	int commit_preview;   /* commit measures the stage (lathe run) */
 	size_t tensor_bytes;  /* held by free tensors (counted in a sandbox) */
 };
@@ -156,6 +158,27 @@ void lt_lua_progress(lua_State *L, const char *label, double fraction, const cha
 	struct lstate *s = lt_lstate(L);
 	if (s->progress)
 		s->progress(s->progress_ud, label, fraction, detail);
+}
+
+void lt_lua_set_runner(lua_State *L, lt_lua_runner_fn fn, void *ud)
+{
+	struct lstate *s = lt_lstate(L);
+	s->runner = fn;
+	s->runner_ud = ud;
+}
+
+int lt_lua_run_work(lua_State *L, lt_lua_work *w)
+{
+	struct lstate *s = lt_lstate(L);
+	w->offloaded = 0;
+	return s->runner ? s->runner(s->runner_ud, w) : w->run(w);
+}
+
+void lt_lua_work_progress(lua_State *L, lt_lua_work *w, double fraction, const char *detail)
+{
+	__atomic_store(&w->fraction, &fraction, __ATOMIC_RELAXED);
+	if (!__atomic_load_n(&w->offloaded, __ATOMIC_ACQUIRE))
+		lt_lua_progress(L, w->label, fraction, detail);
 }
 
 void lt_lua_set_commit_preview(lua_State *L, int on)

@@ -49,6 +49,29 @@ typedef void (*lt_lua_progress_fn)(void *ud, const char *label, double fraction,
 void lt_lua_set_progress(lua_State *L, lt_lua_progress_fn fn, void *ud);
 void lt_lua_progress(lua_State *L, const char *label, double fraction, const char *detail);
 
+/* Long kernels started from Lua (fine-tuning, evaluation, previews) run
+ * through lt_lua_run_work. Without a runner that is a plain call on the
+ * calling thread. A front end that must stay responsive (the TUI)
+ * installs a runner that runs the work on another thread and keeps its
+ * screen alive until it ends. The work never touches Lua; it reports
+ * progress with lt_lua_work_progress, which a runner may read from its own
+ * thread (fraction). */
+typedef struct lt_lua_work lt_lua_work;
+struct lt_lua_work {
+	const char *label;            /* "finetune", "evaluating" */
+	int (*run)(lt_lua_work *w);   /* the kernel: 0 or an LT_E* code */
+	void *arg;
+	double fraction;              /* progress in [0, 1], atomic */
+	int offloaded;                /* set by a runner that runs it elsewhere */
+};
+typedef int (*lt_lua_runner_fn)(void *ud, lt_lua_work *w);
+void lt_lua_set_runner(lua_State *L, lt_lua_runner_fn fn, void *ud);
+/* w->run(w), through the runner when one is installed; its result. */
+int lt_lua_run_work(lua_State *L, lt_lua_work *w);
+/* For the work's progress callbacks: record the fraction, and when the
+ * work runs on the Lua thread, also report it with lt_lua_progress. */
+void lt_lua_work_progress(lua_State *L, lt_lua_work *w, double fraction, const char *detail);
+
 /* With on, every commit measures the stage first (accuracy on the
  * validation split, sizes) so the history has figures for each step, as
  * `lathe run`'s summary shows. */

@@ -568,9 +568,16 @@ int lt_l_cast(lua_State *L)
 
 /* ---- fine-tuning ------------------------------------------------------ */
 
+/* Fine-tuning as work for lt_lua_run_work (it may run on another thread:
+ * nothing here touches Lua but through lt_lua_work_progress). */
 struct train_ctx {
 	lua_State *L;
 	int epochs;
+	lt_lua_work work;
+	lt_model *stage;
+	const lt_dataset *data;
+	const lt_train_cfg *cfg;
+	lt_err *err;
 };
 
 static int train_progress(void *ud, const lt_train_status *st)
@@ -579,11 +586,19 @@ static int train_progress(void *ud, const lt_train_status *st)
 	if (lt_lua_interrupted())
 		return 1;
 	char detail[128];
-	double done = st->batch < 0 ? st->epoch + 1 : st->epoch + (double)st->batch / (double)(st->batches ? st->batches : 1);
-	snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  acc %.2f%%", st->epoch + 1, st->epochs,
+	/* st->epoch counts from 1 */
+	double done = st->batch < 0 ? st->epoch
+				    : st->epoch - 1 + (double)st->batch / (double)(st->batches ? st->batches : 1);
+	snprintf(detail, sizeof detail, "epoch %d/%d  loss %.4f  acc %.2f%%", st->epoch, st->epochs,
 		 st->loss, 100 * st->acc);
-	lt_lua_progress(c->L, "finetune", done / (double)c->epochs, detail);
+	lt_lua_work_progress(c->L, &c->work, done / (double)c->epochs, detail);
 	return 0;
+}
+
+static int train_work(lt_lua_work *w)
+{
+	struct train_ctx *c = w->arg;
+	return lt_train_run(c->stage, c->data, NULL, c->cfg, train_progress, c, c->err);
 }
 
 /* lathe.finetune(model, {epochs=1, lr=, opt="adam", batch=128, seed=1,
@@ -670,8 +685,9 @@ int lt_l_finetune(lua_State *L)
 		if (rc)
 			return lt_lraise(L, fname, &err);
 	}
-	struct train_ctx ctx = {L, cfg.epochs};
-	int rc = lt_train_run(stage, &data, NULL, &cfg, train_progress, &ctx, &err);
+	struct train_ctx ctx = {L, cfg.epochs, {.label = "finetune", .run = train_work}, stage, &data, &cfg, &err};
+	ctx.work.arg = &ctx;
+	int rc = lt_lua_run_work(L, &ctx.work);
 	lt_lua_progress(L, "finetune", 1.0, NULL);
 	if (rc)
 		/* The stage is half-trained; the atomic call around the statement
@@ -787,16 +803,43 @@ static void push_metrics(lua_State *L, const lt_metrics *m)
 	set_num(L, "ratio", m->ratio);
 }
 
+/* Evaluation (a preview or m:eval) as work for lt_lua_run_work: like
+ * fine-tuning, it may run on another thread. */
+struct eval_ctx {
+	lua_State *L;
+	lt_lua_work work;
+	lt_bench *bench;              /* preview */
+	lt_preview_opts *po;
+	lt_preview *p;
+	lt_model *model;              /* eval */
+	const lt_dataset *data;
+	lt_eval_opts *eo;
+	lt_eval_result *r;
+	lt_err *err;
+};
+
 /* Evaluation progress: report it, and stop on Ctrl-C. */
 static int eval_progress(void *ud, int64_t done, int64_t total)
 {
-	lua_State *L = ud;
+	struct eval_ctx *c = ud;
 	if (lt_lua_interrupted())
 		return 1;
 	char detail[64];
 	snprintf(detail, sizeof detail, "%lld/%lld images", (long long)done, (long long)total);
-	lt_lua_progress(L, "evaluating", total ? (double)done / (double)total : 1.0, detail);
+	lt_lua_work_progress(c->L, &c->work, total ? (double)done / (double)total : 1.0, detail);
 	return 0;
+}
+
+static int preview_work(lt_lua_work *w)
+{
+	struct eval_ctx *c = w->arg;
+	return lt_bench_preview(c->bench, c->po, c->p, c->err);
+}
+
+static int eval_work(lt_lua_work *w)
+{
+	struct eval_ctx *c = w->arg;
+	return lt_eval_run(c->model, c->data, c->eo, c->r, c->err);
 }
 
 /* Metrics of the stage and of the committed model on a split. */
@@ -811,8 +854,10 @@ static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, 
 	if (limit < 0 || threads < 0 || threads > 256 || batch < 1 || batch > 1000000)
 		luaL_error(L, "%s: limit must be 0 (all) or more, threads 0 (one per core) to 256, "
 			   "batch 1 to 1000000", fname);
+	struct eval_ctx ctx = {.L = L, .work = {.label = "evaluating", .run = preview_work}};
+	ctx.work.arg = &ctx;
 	lt_preview_opts po = {.threads = (int)threads, .batch = (int)batch,
-			      .progress = eval_progress, .progress_ud = L};
+			      .progress = eval_progress, .progress_ud = &ctx};
 	lt_dataset view;
 	char key[512];
 	if (lt_model_graph(lt_bench_committed(b)) || lt_model_graph(lt_bench_staged(b))) {
@@ -823,7 +868,8 @@ static void run_preview(lua_State *L, lt_bench *b, int opts, const char *fname, 
 		po.data_key = key;
 	}
 	lt_err err;
-	int rc = lt_bench_preview(b, &po, p, &err);
+	ctx.bench = b, ctx.po = &po, ctx.p = p, ctx.err = &err;
+	int rc = lt_lua_run_work(L, &ctx.work);
 	lt_lua_progress(L, "evaluating", 1.0, NULL);
 	if (rc)
 		lt_lraise(L, fname, &err);
@@ -1090,14 +1136,17 @@ static int m_eval(lua_State *L)
 	lt_dataset view;
 	lt_lstate_dataset(L, lt_opt_string(L, 2, "eval", "split", "val"),
 			  lt_opt_integer(L, 2, "eval", "limit", 0), &view);
+	struct eval_ctx ctx = {.L = L, .work = {.label = "evaluating", .run = eval_work}};
+	ctx.work.arg = &ctx;
 	lt_eval_opts eo = {.batch = (int)lt_opt_integer(L, 2, "eval", "batch", 1000),
 			   .threads = (int)lt_opt_integer(L, 2, "eval", "threads", 0),
-			   .progress = eval_progress, .progress_ud = L};
+			   .progress = eval_progress, .progress_ud = &ctx};
 	if (eo.batch < 1 || eo.threads < 0)
 		return luaL_error(L, "eval: batch must be positive and threads 0 or more");
 	lt_eval_result r;
 	lt_err err;
-	int rc = lt_eval_run(m, &view, &eo, &r, &err);
+	ctx.model = m, ctx.data = &view, ctx.eo = &eo, ctx.r = &r, ctx.err = &err;
+	int rc = lt_lua_run_work(L, &ctx.work);
 	lt_lua_progress(L, "evaluating", 1.0, NULL);
 	if (rc)
 		return lt_lraise(L, "eval", &err);

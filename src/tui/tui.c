@@ -455,6 +455,80 @@ void tui_pump(tui *t, const char *label, double fraction)
 		ungetch(ch);
 }
 
+/* ---- long kernels from the REPL on the worker ----------------------------
+ * Fine-tuning, previews and evaluations started from Lua run on the worker
+ * thread while this loop keeps the terminal alive: the status line shows
+ * their progress, Esc and Ctrl-C stop them, resizes are followed. Nothing
+ * here reads the model (the work is changing it); the panes are drawn
+ * again when it ends. */
+struct offload {
+	lt_lua_work *w;
+	int rc, ran, done;
+};
+
+static int offload_run(lt_job *job, void *arg, lt_err *err)
+{
+	(void)job, (void)err;
+	struct offload *o = arg;
+	o->rc = o->w->run(o->w);
+	o->ran = 1;
+	return 0;
+}
+
+static void offload_done(void *arg, int rc, const lt_err *err)
+{
+	(void)rc, (void)err;
+	((struct offload *)arg)->done = 1;
+}
+
+static int tui_runner(void *ud, lt_lua_work *w)
+{
+	tui *t = ud;
+	struct offload o = {.w = w};
+	__atomic_store_n(&w->offloaded, 1, __ATOMIC_RELEASE);
+	if (lt_worker_submit(t->worker, w->label, offload_run, offload_done, &o, NULL)) {
+		__atomic_store_n(&w->offloaded, 0, __ATOMIC_RELEASE);
+		return w->run(w);
+	}
+	while (!o.done) {
+		struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0}};
+		poll(fds, 2, 50);
+		lt_worker_collect(t->worker);
+		int ch;
+		while ((ch = getch()) != ERR) {
+			if (ch == 27 || ch == 3)
+				lt_lua_interrupt();
+			else if (ch == KEY_RESIZE)
+				layout(t);
+		}
+		double f;
+		__atomic_load(&w->fraction, &f, __ATOMIC_RELAXED);
+		char bar[24], line[256];
+		progress_bar(f, bar, sizeof bar);
+		snprintf(line, sizeof line, " BUSY | %s %s%3.0f%% (Esc or Ctrl-C stops; other keys wait)", w->label,
+			 bar, 100 * f);
+		move(t->h - 1, 0);
+		clrtoeol();
+		if (t->color)
+			attron(COLOR_PAIR(2));
+		mvaddnstr(t->h - 1, 0, line, t->w);
+		if (t->color)
+			attroff(COLOR_PAIR(2));
+		wnoutrefresh(stdscr);
+		if (t->win[PANE_REPL]) {
+			tui_repl_draw(t, t->win[PANE_REPL]);
+			wnoutrefresh(t->win[PANE_REPL]);
+		}
+		doupdate();
+	}
+	/* Cancelled before it started (the worker was shutting down): run it
+	 * here, so the caller always gets the work's own result. */
+	int rc = o.ran ? o.rc : w->run(w);
+	__atomic_store_n(&w->offloaded, 0, __ATOMIC_RELEASE);
+	t->redraw_all = t->dirty_all = 1;
+	return rc;
+}
+
 static void lua_progress(void *ud, const char *label, double fraction, const char *detail)
 {
 	(void)detail;
@@ -690,6 +764,7 @@ int lt_tui_run(const lt_tui_opts *opts)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old);
 	lt_lua_set_progress(t->L, lua_progress, t);
+	lt_lua_set_runner(t->L, tui_runner, t);
 	tui_repl_open(t);
 	if (!t->val.n)
 		tui_repl_print(t, "no validation data: accuracy is not shown (lathe --data DIR MODEL)");
