@@ -78,5 +78,11 @@ int main(int argc, char **argv)
 		return cmd_lua(argc - 1, argv + 1);
 	if (access(cmd, F_OK) == 0)
 		return cmd_tui(argc - 1, argv + 1);
+	if (cmd[0] == '-')
+		return cli_usage_error(NULL, "unknown option '%s'", cmd);
+	if (strchr(cmd, '/') || strchr(cmd, '.')) {
+		fprintf(stderr, "lathe: %s: no such file\n", cmd);
+		return EXIT_FAIL;
+	}
 	return cli_usage_error(NULL, "unknown command '%s' (and no file of that name)", cmd);
 }

@@ -316,7 +316,11 @@ void tui_draw_hist(tui *t, WINDOW *w)
 	int rows = hh - 4, bins = ww - 2;
 	lt_tensor *c, *s;
 	double lo, hi;
-	if (rows < 1 || bins < 4 || !selected_pair(t, &c, &s) || !hist_range(c, t->hist_log, &lo, &hi)) {
+	if (rows < 1 || bins < 4) {
+		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
+		return;
+	}
+	if (!selected_pair(t, &c, &s) || !hist_range(c, t->hist_log, &lo, &hi)) {
 		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
 		return;
 	}
@@ -479,10 +483,12 @@ static void draw_filters(tui *t, WINDOW *w, lt_tensor *s, int vw, int vh)
 	int shown = vh / th > 0 ? vh / th : 1;
 	int64_t maxy = tile_rows - shown > 0 ? tile_rows - shown : 0;
 	t->heat_y = t->heat_y < 0 ? 0 : t->heat_y > maxy ? (int)maxy : t->heat_y;
-	for (int64_t o = (int64_t)t->heat_y * per_row; o < f->out; o++) {
+	int64_t first = (int64_t)t->heat_y * per_row, last = first;
+	for (int64_t o = first; o < f->out; o++) {
 		int64_t tr = o / per_row - t->heat_y;
 		if (tr >= shown)
 			break;
+		last = o + 1;
 		int x0 = 1 + (int)(o % per_row) * tw, y0 = 1 + (int)tr * th;
 		for (int64_t ky = 0; ky < f->kh && y0 + ky < 1 + vh; ky++)
 			for (int64_t kx = 0; kx < f->kw; kx++) {
@@ -493,6 +499,10 @@ static void draw_filters(tui *t, WINDOW *w, lt_tensor *s, int vw, int vh)
 					wattroff(w, COLOR_PAIR(3));
 			}
 	}
+	char foot[96];
+	snprintf(foot, sizeof foot, "filters %lld-%lld of %lld%s", (long long)first + 1, (long long)last,
+		 (long long)f->out, tile_rows > shown ? " (Up/Down scroll)" : "");
+	mvwaddnstr(w, 1 + vh, 1, foot, vw);
 	lt_filter_map_free(f);
 }
 
@@ -515,7 +525,7 @@ void tui_draw_heat(tui *t, WINDOW *w)
 	int vw = ww - 2, vh = hh - 3;
 	char why[128] = "(nothing to show)";
 	if (have && t->heat_mode == 3 && vw > 2 && vh > 1) {
-		draw_filters(t, w, s, vw, vh + 1);
+		draw_filters(t, w, s, vw, vh);
 		return;
 	}
 	if (vw < 2 || vh < 1 || !have ||
@@ -653,7 +663,11 @@ void tui_draw_spec(tui *t, WINDOW *w)
 	getmaxyx(w, hh, ww);
 	int rows = hh - 4, cols = ww - 8;
 	lt_tensor *c, *s;
-	if (rows < 2 || cols < 4 || !selected_pair(t, &c, &s)) {
+	if (rows < 2 || cols < 4) {
+		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
+		return;
+	}
+	if (!selected_pair(t, &c, &s)) {
 		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
 		return;
 	}

@@ -91,6 +91,13 @@ static void command(tui *t, const char *line)
 	char verb[32] = "", kind[32] = "", path[1024] = "", pane[32] = "";
 	int n = sscanf(line + 1, "%31s %31s %1023s %31s", verb, kind, path, pane);
 	if (n >= 1 && (!strcmp(verb, "q") || !strcmp(verb, "quit"))) {
+		if (t->bench && lt_bench_dirty(t->bench) && strcmp(verb, "q!") != 0)
+			tui_repl_print(t, "changes are staged: commit or roll back first, or :q! to quit and lose them");
+		else
+			t->quit = 1;
+		return;
+	}
+	if (n >= 1 && !strcmp(verb, "q!")) {
 		t->quit = 1;
 		return;
 	}
@@ -133,7 +140,7 @@ static void command(tui *t, const char *line)
 		tui_repl_print(t, msg);
 		return;
 	}
-	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec], :redraws N, :q");
+	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec], :redraws N, :q, :q!");
 }
 
 static void run_chunk(tui *t)
@@ -221,13 +228,21 @@ static void show_matches(char **matches, int num, int max_len)
 	char *line = malloc(cap + 1);
 	if (!line)
 		return;
+	/* as many lines as the pane's width needs */
+	size_t width = rt->win[PANE_REPL] ? (size_t)getmaxx(rt->win[PANE_REPL]) - 2 : 78, len = 0;
 	line[0] = '\0';
 	for (int i = 1; i <= num; i++) {
-		strcat(line, matches[i]);
-		if (i < num)
-			strcat(line, "  ");
+		size_t m = strlen(matches[i]);
+		if (len && len + 2 + m > width) {
+			tui_repl_print(rt, line);
+			line[0] = '\0', len = 0;
+		}
+		if (len)
+			strcat(line, "  "), len += 2;
+		strcat(line, matches[i]), len += m;
 	}
-	tui_repl_print(rt, line);
+	if (len)
+		tui_repl_print(rt, line);
 	free(line);
 }
 

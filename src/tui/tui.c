@@ -306,11 +306,11 @@ static const char *const help_lines[] = {
 	"lathe workbench: keys",
 	"",
 	"  Tab / Shift-Tab   next / previous pane",
-	"  Up Down  j k      move in the layer table (or scroll a plot)",
+	"  Up Down  j k      move in the layer table",
 	"  PgUp PgDn Home End  page through the table",
-	"  s                 sort the table (name, params, % zeros, bytes)",
+	"  s                 sort the table (file order, params, % zeros, bytes)",
 	"  Enter             focus: enlarge the focused plot / back",
-	"  : or /            into the REPL (':' starts a command)",
+	"  : or /            into the REPL (a line starting with ':' is a command)",
 	"  Esc or Ctrl-]     REPL: back to the panes; anywhere: cancel work",
 	"  Ctrl-C            interrupt a running statement or preview",
 	"  c  r  u           commit / roll back / undo (asks first)",
@@ -322,6 +322,7 @@ static const char *const help_lines[] = {
 	"",
 	"REPL: the Lua API of lathe-lua(3); `model` is the open model.",
 	"  :export svg PATH [hist|heat|spec]   save a plot as SVG",
+	"  :redraws N        time N full redraws;  :q  quit",
 	"",
 	"press any key",
 };
@@ -421,12 +422,13 @@ void tui_draw_all(tui *t)
 				wnoutrefresh(t->win[p]);
 		}
 	}
+	/* The REPL last, so the cursor ends in its input line; the help
+	 * overlay above everything (the cursor is hidden then). */
+	if (t->win[PANE_REPL])
+		wnoutrefresh(t->win[PANE_REPL]);
 	if (t->help)
 		draw_help(t);
 	t->redraw_all = t->help; /* what the overlay covers is drawn again after it */
-	/* The REPL last, so the cursor ends in its input line. */
-	if (t->win[PANE_REPL])
-		wnoutrefresh(t->win[PANE_REPL]);
 	curs_set(t->focus == PANE_REPL && !t->help ? 1 : 0);
 	doupdate();
 	t->dirty_all = 0;
@@ -556,12 +558,22 @@ static int confirm(tui *t, const char *question)
 	return ch == 'y' || ch == 'Y';
 }
 
-/* Commit / rollback / undo through Lua, so the journal and history stay as
- * the REPL would leave them. */
-static void run_lua(tui *t, const char *code)
+/* model:commit() / rollback() / undo() through Lua, so the journal and
+ * history stay as the REPL would leave them. Called from C, the method's
+ * errors carry no chunk position. */
+static void run_method(tui *t, const char *method)
 {
-	if (luaL_loadstring(t->L, code) == LUA_OK && lt_lua_pcall(t->L, 0, 0) == LUA_OK) {
-		snprintf(t->message, sizeof t->message, "%s", code);
+	lt_worker_quiesce(t->worker);
+	lua_getglobal(t->L, "model");
+	if (lua_getfield(t->L, -1, method) != LUA_TFUNCTION) {
+		lua_pop(t->L, 2);
+		snprintf(t->message, sizeof t->message, "model has no %s", method);
+		return;
+	}
+	lua_insert(t->L, -2); /* method, model */
+	if (lt_lua_pcall(t->L, 1, 0) == LUA_OK) {
+		snprintf(t->message, sizeof t->message, "%s", !strcmp(method, "commit") ? "committed"
+							     : !strcmp(method, "undo") ? "undone" : "rolled back");
 	} else {
 		const char *msg = lua_tostring(t->L, -1);
 		const char *tb;
@@ -609,10 +621,9 @@ static void pane_key(tui *t, int ch)
 	case ':':
 	case '/':
 		t->focus = PANE_REPL;
-		if (ch == ':')
-			tui_repl_insert(t, ":");
 		break;
 	case '\n':
+	case '\r': /* nonl(): Enter arrives as CR */
 	case KEY_ENTER:
 		if (t->focus >= PANE_HIST && t->focus <= PANE_SPEC)
 			t->maximized = t->maximized ? 0 : t->focus;
@@ -621,16 +632,18 @@ static void pane_key(tui *t, int ch)
 		layout(t);
 		break;
 	case 'c':
-		if (t->bench && confirm(t, "Commit the staged changes? (y/n)"))
-			run_lua(t, "model:commit()");
-		break;
 	case 'r':
-		if (t->bench && lt_bench_dirty(t->bench) && confirm(t, "Roll back (drop) the staged changes? (y/n)"))
-			run_lua(t, "model:rollback()");
+		if (!t->bench || !lt_bench_dirty(t->bench))
+			snprintf(t->message, sizeof t->message, "nothing is staged");
+		else if (ch == 'c' ? confirm(t, "Commit the staged changes? (y/n)")
+				   : confirm(t, "Roll back (drop) the staged changes? (y/n)"))
+			run_method(t, ch == 'c' ? "commit" : "rollback");
 		break;
 	case 'u':
-		if (t->bench && confirm(t, "Undo the last commit (and drop staged changes)? (y/n)"))
-			run_lua(t, "model:undo()");
+		if (!t->bench || lt_bench_history_len(t->bench) < 2)
+			snprintf(t->message, sizeof t->message, "nothing to undo (no commit yet)");
+		else if (confirm(t, "Undo the last commit (and drop staged changes)? (y/n)"))
+			run_method(t, "undo");
 		break;
 	case 27:
 		lt_worker_cancel_all(t->worker);
@@ -728,10 +741,11 @@ int lt_tui_run(const lt_tui_opts *opts)
 	}
 	if (no_terminal) {
 		lua_close(t->L);
-		fprintf(stderr, "lathe: the workbench needs a terminal (TERM is %s%s%s); for scripts use "
+		fprintf(stderr, "lathe: the workbench needs a terminal (%s); for scripts use "
 				"'lathe run RECIPE.lua %s' or 'lathe lua -m %s'\n",
-			term ? "'" : "", term ? term : "unset", term ? "'" : "", opts->model_path,
-			opts->model_path);
+			!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO) ? "standard input and output must be one"
+			: !term || !*term ? "TERM is not set" : "TERM is 'dumb'",
+			opts->model_path, opts->model_path);
 		return 2;
 	}
 	if (!(t->worker = lt_worker_new(&err))) {
@@ -745,6 +759,7 @@ int lt_tui_run(const lt_tui_opts *opts)
 	t->utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8");
 	lt_tui_current = t;
 	t->seen_version = (uint64_t)-1;
+	t->heat_mode = 1; /* staged: what a change just did shows at once */
 
 	if (!initscr()) {
 		fprintf(stderr, "lathe: cannot start the terminal screen\n");
@@ -777,6 +792,8 @@ int lt_tui_run(const lt_tui_opts *opts)
 		if (got_sigint) {
 			got_sigint = 0;
 			lt_worker_cancel_all(t->worker);
+			if (t->focus == PANE_REPL)
+				tui_repl_key(t, 3); /* as at a shell prompt: drop the line */
 			snprintf(t->message, sizeof t->message, "cancelled");
 			t->dirty_all = 1;
 		}
