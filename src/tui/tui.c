@@ -507,7 +507,7 @@ static int tui_runner(void *ud, lt_lua_work *w)
 		__atomic_load(&w->fraction, &f, __ATOMIC_RELAXED);
 		char bar[24], line[256];
 		progress_bar(f, bar, sizeof bar);
-		snprintf(line, sizeof line, " BUSY | %s %s%3.0f%% (Esc or Ctrl-C stops; other keys wait)", w->label,
+		snprintf(line, sizeof line, " BUSY | %s %s%3.0f%% (Esc or Ctrl-C stops)", w->label,
 			 bar, 100 * f);
 		move(t->h - 1, 0);
 		clrtoeol();
