@@ -104,6 +104,18 @@ expect "spectrum of conv2.weight drawn (ranks at 90/95/99 % energy)" 'r90/95/99 
 expect "heatmap of conv2.weight drawn (view and cells)" '\[50x500\] cells [0-9]+x[0-9]+'
 expect "title names the selected tensor" 'selected: conv2\.weight'
 
+# heatmap: zoom, then pan a quarter of the view per key
+press Tab Tab
+pause
+press +
+pause
+press Right
+# at zoom 1x the grid is the view and cannot pan: an offset shows both
+expect "heatmap: zoom, then pan by a quarter of the view" 'cells [0-9]+x[0-9]+ at ([2-9]|[1-9][0-9]+),0'
+press -
+press BTab BTab
+pause
+
 # stage a prune from the REPL
 press :
 pause

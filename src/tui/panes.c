@@ -368,6 +368,13 @@ void tui_draw_hist(tui *t, WINDOW *w)
 		mvwaddstr(w, hh - 2, (ww - (int)strlen(legend)) / 2, legend);
 }
 
+static int pan_step(const tui *t, int across)
+{
+	WINDOW *w = t->win[PANE_HEAT];
+	int n = w ? (across ? getmaxx(w) - 2 : getmaxy(w) - 3) / 4 : 1;
+	return n > 1 ? n : 1;
+}
+
 int tui_plot_key(tui *t, int pane, int key)
 {
 	if (pane == PANE_HIST && key == 'l') {
@@ -379,10 +386,12 @@ int tui_plot_key(tui *t, int pane, int key)
 		case 'm': t->heat_mode = (t->heat_mode + 1) % 4; return 1; /* 3 only for conv */
 		case '+': t->heat_zoom = t->heat_zoom < 6 ? t->heat_zoom + 1 : 6; return 1;
 		case '-': t->heat_zoom = t->heat_zoom > 0 ? t->heat_zoom - 1 : 0; return 1;
-		case KEY_LEFT: t->heat_x--; return 1;
-		case KEY_RIGHT: t->heat_x++; return 1;
-		case KEY_UP: t->heat_y--; return 1;
-		case KEY_DOWN: t->heat_y++; return 1;
+		/* a quarter of the visible cells per key (one tile row in the
+		 * per-filter view) */
+		case KEY_LEFT: t->heat_x -= pan_step(t, 1); return 1;
+		case KEY_RIGHT: t->heat_x += pan_step(t, 1); return 1;
+		case KEY_UP: t->heat_y -= t->heat_mode == 3 ? 1 : pan_step(t, 0); return 1;
+		case KEY_DOWN: t->heat_y += t->heat_mode == 3 ? 1 : pan_step(t, 0); return 1;
 		default: return 0;
 		}
 	}
