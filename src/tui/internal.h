@@ -40,7 +40,6 @@ typedef struct tui {
 	const char *path;      /* that file */
 	lt_worker *worker;
 	lt_dataset val;        /* validation split (n == 0 when not found) */
-	char data_note[200];   /* why there is no accuracy, when there is none */
 
 	int w, h;              /* screen size */
 	int utf8, color;
@@ -65,6 +64,10 @@ typedef struct tui {
 	double changed_at;     /* when the stage last changed (debounce) */
 	tui_measure staged, committed;
 	const lt_model *committed_model;
+	/* sizes on the status line, counted once per model state */
+	lt_metrics size_c, size_s;
+	const lt_model *size_c_of, *size_s_of;
+	uint64_t size_s_version;
 
 	/* REPL */
 	char *lines[SCROLLBACK];
@@ -101,7 +104,6 @@ void tui_repl_draw(tui *t, WINDOW *w);
 int tui_repl_key(tui *t, int key);
 void tui_repl_print(tui *t, const char *text);
 void tui_repl_sig(tui *t, uint64_t sig[TUI_SIG]);
-void tui_repl_insert(tui *t, const char *text);
 
 /* tui.c */
 void tui_draw_all(tui *t);

@@ -49,10 +49,7 @@ static int64_t zeros_of(lt_tensor *x, uint64_t stamp)
 	size_t h = ((uintptr_t)x >> 4) % ZCACHE;
 	if (zcache[h].t == x && zcache[h].stamp == stamp)
 		return zcache[h].zeros;
-	const float *v = lt_tensor_data(x, NULL);
-	int64_t z = 0, n = lt_tensor_numel(x);
-	for (int64_t i = 0; v && i < n; i++)
-		z += v[i] == 0.0f;
+	int64_t z = lt_tensor_count_zeros(x); /* stored bytes: no f32 copy */
 	lt_tensor_unref(zcache[h].t);
 	zcache[h].t = lt_tensor_ref(x);
 	zcache[h].stamp = stamp;
@@ -282,11 +279,21 @@ static int selected_pair(tui *t, lt_tensor **c, lt_tensor **s)
 
 /* Range of the plot: the committed tensor's (so staged changes show as
  * movement within a fixed frame). */
-static int hist_range(lt_tensor *c, int log_abs, double *lo, double *hi)
+static struct { lt_tensor *t; uint64_t stamp; lt_stats st; int ok; } range_of;
+
+static int hist_range(tui *t, lt_tensor *c, int log_abs, double *lo, double *hi)
 {
-	lt_stats st;
-	if (lt_stats_compute(c, &st, NULL) || st.n == st.nonfinite)
+	/* Statistics once per tensor state, not on every drawing. */
+	uint64_t stamp = stamp_of(t, tui_selected(t)->name, c);
+	if (c != range_of.t || stamp != range_of.stamp) {
+		lt_tensor_unref(range_of.t);
+		range_of.t = lt_tensor_ref(c);
+		range_of.stamp = stamp;
+		range_of.ok = !lt_stats_compute(c, &range_of.st, NULL) && range_of.st.n != range_of.st.nonfinite;
+	}
+	if (!range_of.ok)
 		return 0;
+	const lt_stats st = range_of.st;
 	if (log_abs) {
 		double m = fmax(fabs(st.min), fabs(st.max));
 		if (m <= 0)
@@ -320,7 +327,7 @@ void tui_draw_hist(tui *t, WINDOW *w)
 		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
 		return;
 	}
-	if (!selected_pair(t, &c, &s) || !hist_range(c, t->hist_log, &lo, &hi)) {
+	if (!selected_pair(t, &c, &s) || !hist_range(t, c, t->hist_log, &lo, &hi)) {
 		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
 		return;
 	}
@@ -792,7 +799,7 @@ int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size)
 		enum { BINS = 100 };
 		double lo, hi;
 		int64_t hc[BINS], hs[BINS];
-		if (!hist_range(c, t->hist_log, &lo, &hi) ||
+		if (!hist_range(t, c, t->hist_log, &lo, &hi) ||
 		    lt_stats_histogram(c, BINS, lo, hi, t->hist_log, hc, NULL) ||
 		    lt_stats_histogram(s, BINS, lo, hi, t->hist_log, hs, NULL)) {
 			rc = -1;
@@ -912,6 +919,8 @@ void tui_caches_free(void)
 		hcache[i].t = NULL;
 	}
 	heat_clear();
+	lt_tensor_unref(range_of.t);
+	range_of.t = NULL;
 	for (int i = 0; i < SPEC_CACHE; i++) {
 		lt_tensor_unref(scache[i].t);
 		lt_spectrum_free(scache[i].s);

@@ -288,12 +288,6 @@ void tui_repl_close(tui *t)
 	rt = NULL;
 }
 
-void tui_repl_insert(tui *t, const char *text)
-{
-	(void)t;
-	rl_insert_text(text);
-}
-
 /* Keys ncurses decoded go back to readline as the sequences it binds. */
 static const char *key_sequence(int key)
 {

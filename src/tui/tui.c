@@ -66,20 +66,8 @@ static int measure_run(lt_job *job, void *arg, lt_err *err)
 {
 	struct measure_job *j = arg;
 	j->job = job;
-	lt_model_size_metrics(j->model, j->baseline, &j->m);
-	if (!j->data || !j->data->n || !lt_model_graph(j->model))
-		return 0;
 	lt_eval_opts eo = {.progress = measure_progress, .progress_ud = j};
-	lt_eval_result r;
-	int rc = lt_eval_run(j->model, j->data, &eo, &r, err);
-	if (rc)
-		return rc;
-	j->m.has_accuracy = 1;
-	j->m.accuracy = r.top1;
-	j->m.loss = r.loss;
-	j->m.images = r.n;
-	lt_eval_result_free(&r);
-	return 0;
+	return lt_model_measure(j->model, j->baseline, j->data, &eo, &j->m, err);
 }
 
 static void measure_done(void *arg, int rc, const lt_err *err)
@@ -251,9 +239,19 @@ static void draw_status(tui *t)
 		} else {
 			n += (size_t)snprintf(line + n, sizeof line - n, " | acc n/a");
 		}
-		lt_metrics cm, sm;
-		lt_model_size_metrics(lt_bench_committed(t->bench), lt_bench_baseline_bytes(t->bench), &cm);
-		lt_model_size_metrics(lt_bench_staged(t->bench), lt_bench_baseline_bytes(t->bench), &sm);
+		/* Counting zeros reads every tensor: once per model state, not
+		 * once per status line. */
+		lt_model *cmod = lt_bench_committed(t->bench), *smod = lt_bench_staged(t->bench);
+		if (t->size_c_of != cmod) {
+			lt_model_size_metrics(cmod, lt_bench_baseline_bytes(t->bench), &t->size_c);
+			t->size_c_of = cmod;
+		}
+		if (t->size_s_of != smod || t->size_s_version != lt_bench_version(t->bench)) {
+			lt_model_size_metrics(smod, lt_bench_baseline_bytes(t->bench), &t->size_s);
+			t->size_s_of = smod;
+			t->size_s_version = lt_bench_version(t->bench);
+		}
+		const lt_metrics cm = t->size_c, sm = t->size_s;
 		human_bytes((double)cm.size, a, sizeof a);
 		n += (size_t)snprintf(line + n, sizeof line - n, compact ? " | %s" : " | size %s", a);
 		if (dirty) {
@@ -754,8 +752,9 @@ int lt_tui_run(const lt_tui_opts *opts)
 		return 1;
 	}
 	const char *fallback[] = {LT_SRCDIR "/samples/data", LT_DATADIR "/samples/data", NULL};
+	char no_data[LT_ERR_MSG_MAX + 64] = "";
 	if (lt_fmnist_load(opts->data_dir, fallback, LT_SPLIT_VAL, &t->val, &err))
-		snprintf(t->data_note, sizeof t->data_note, "%.190s", err.msg);
+		snprintf(no_data, sizeof no_data, "no accuracy (no validation data): %s", err.msg);
 	t->utf8 = !strcmp(nl_langinfo(CODESET), "UTF-8");
 	lt_tui_current = t;
 	t->seen_version = (uint64_t)-1;
@@ -781,8 +780,8 @@ int lt_tui_run(const lt_tui_opts *opts)
 	lt_lua_set_progress(t->L, lua_progress, t);
 	lt_lua_set_runner(t->L, tui_runner, t);
 	tui_repl_open(t);
-	if (!t->val.n)
-		tui_repl_print(t, "no validation data: accuracy is not shown (lathe --data DIR MODEL)");
+	if (no_data[0])
+		tui_repl_print(t, no_data);
 	tui_repl_print(t, "lathe workbench: `model` is the open model; ? for keys, : for the REPL");
 	layout(t);
 

@@ -428,19 +428,14 @@ void lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out)
 	out->ratio = out->size ? (double)baseline_bytes / (double)out->size : 0.0;
 }
 
-/* Sizes of m and, with data and a graph, its accuracy; evaluation starts
- * at value from_value with activations from_data when given. */
-static int measure(lt_bench *b, lt_model *m, const lt_preview_opts *o, int from_value,
-		   const float *from_data, lt_metrics *out, lt_err *err)
+int lt_model_measure(lt_model *m, size_t baseline_bytes, const lt_dataset *data,
+		     const lt_eval_opts *eo, lt_metrics *out, lt_err *err)
 {
-	lt_model_size_metrics(m, b->baseline_bytes, out);
-	if (!o->data || !lt_model_graph(m))
+	lt_model_size_metrics(m, baseline_bytes, out);
+	if (!data || !data->n || !lt_model_graph(m))
 		return 0;
-	lt_eval_opts eo = {.batch = o->batch ? o->batch : 1000, .threads = o->threads,
-			   .progress = o->progress, .progress_ud = o->progress_ud,
-			   .from_value = from_value, .from_data = from_data};
 	lt_eval_result r;
-	int rc = lt_eval_run(m, o->data, &eo, &r, err);
+	int rc = lt_eval_run(m, data, eo, &r, err);
 	if (rc)
 		return rc;
 	out->has_accuracy = 1;
@@ -449,6 +444,17 @@ static int measure(lt_bench *b, lt_model *m, const lt_preview_opts *o, int from_
 	out->images = r.n;
 	lt_eval_result_free(&r);
 	return 0;
+}
+
+/* lt_model_measure with the preview's options; evaluation starts at value
+ * from_value with activations from_data when given. */
+static int measure(lt_bench *b, lt_model *m, const lt_preview_opts *o, int from_value,
+		   const float *from_data, lt_metrics *out, lt_err *err)
+{
+	lt_eval_opts eo = {.batch = o->batch ? o->batch : 1000, .threads = o->threads,
+			   .progress = o->progress, .progress_ud = o->progress_ud,
+			   .from_value = from_value, .from_data = from_data};
+	return lt_model_measure(m, b->baseline_bytes, o->data, &eo, out, err);
 }
 
 /* Graphs equal in structure (the stage's is a copy of the committed one

@@ -139,6 +139,11 @@ void lt_preview_free(lt_preview *p);
 
 /* Size metrics (no accuracy) of any model against a baseline size. */
 void lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out);
+/* Size metrics and, when data has items and m a graph, accuracy and loss
+ * on data (eo: batch, threads, progress; may cancel). 0, or an error of
+ * the evaluation. */
+int lt_model_measure(lt_model *m, size_t baseline_bytes, const lt_dataset *data,
+		     const lt_eval_opts *eo, lt_metrics *out, lt_err *err);
 
 /* Atomicity. */
 typedef struct lt_bench_mark lt_bench_mark;
