@@ -23,12 +23,15 @@ screen() {
 	tmux -L "$SOCK" capture-pane -p -S - -t t 2>/dev/null
 }
 
-# wait_for ERE: poll the pane until a line matches (time limit $TIME_LIMIT).
+# wait_for ERE [SOURCE]: poll until a line of SOURCE's output (a command;
+# default screen, the whole pane) matches, keeping the last output in
+# $T/SOURCE (time limit $TIME_LIMIT).
 wait_for() {
+	_wf_src=${2:-screen}
 	_wf_i=0
 	while [ $_wf_i -lt $TICKS ]; do
-		screen >"$T/screen"
-		grep -E -e "$1" "$T/screen" >/dev/null && return 0
+		$_wf_src >"$T/$_wf_src"
+		grep -E -e "$1" "$T/$_wf_src" >/dev/null && return 0
 		pause
 		_wf_i=$((_wf_i + 1))
 	done

@@ -60,16 +60,9 @@ status() {
 	screen | awk 'NF { l = $0 } END { print l }'
 }
 
-# wait_status ERE: poll until the status line matches.
+# wait_status ERE: poll until the status line matches (kept in $T/status).
 wait_status() {
-	_ws_i=0
-	while [ $_ws_i -lt $TICKS ]; do
-		status >"$T/status"
-		grep -E -e "$1" "$T/status" >/dev/null && return 0
-		pause
-		_ws_i=$((_ws_i + 1))
-	done
-	return 1
+	wait_for "$1" status
 }
 
 expect_status() {

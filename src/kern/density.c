@@ -50,44 +50,72 @@ static double cell_size(int64_t rows, int64_t cols, int gw, int gh, int j, int i
 	       (double)(edge(i + 1, cols, gw) - edge(i, cols, gw));
 }
 
+/* The one pass over a view both maps make: per cell, two shares of its
+ * elements. With b NULL, of a: non-zero, and (summed |a|) the mean |w|;
+ * with b, of a against b: changed, and non-zero in a but zero in b. */
+static void accumulate(const float *a, const float *b, int64_t rows, int64_t cols, int gw, int gh,
+		       double *first, double *second)
+{
+	for (int j = 0; j < gh; j++) {
+		double *f = first + (size_t)j * gw, *sc = second + (size_t)j * gw;
+		for (int64_t r = edge(j, rows, gh); r < edge(j + 1, rows, gh); r++) {
+			const float *ra = a + r * cols, *rb = b ? b + r * cols : NULL;
+			for (int i = 0; i < gw; i++) {
+				int64_t n = 0, z = 0;
+				double s = 0;
+				int64_t c0 = edge(i, cols, gw), c1 = edge(i + 1, cols, gw);
+				if (rb) {
+					for (int64_t c = c0; c < c1; c++) {
+						n += !(ra[c] == rb[c]);
+						z += ra[c] != 0.0f && rb[c] == 0.0f;
+					}
+					s = (double)z;
+				} else {
+					for (int64_t c = c0; c < c1; c++) {
+						n += ra[c] != 0.0f;
+						s += fabs((double)ra[c]);
+					}
+				}
+				f[i] += (double)n;
+				sc[i] += s;
+			}
+		}
+		for (int i = 0; i < gw; i++) {
+			double size = cell_size(rows, cols, gw, gh, j, i);
+			f[i] /= size;
+			sc[i] /= size;
+		}
+	}
+}
+
+/* Two zeroed arrays of `cells` doubles, or LT_ENOMEM (neither kept). */
+static int two_arrays(size_t cells, double **x, double **y, const char *what, int gw, int gh, lt_err *err)
+{
+	*x = lt_calloc(cells, sizeof **x);
+	*y = *x ? lt_calloc(cells, sizeof **y) : NULL;
+	if (*y)
+		return 0;
+	lt_free(*x);
+	*x = NULL;
+	return lt_err_set(err, LT_ENOMEM, "out of memory for a %d x %d %s", gw, gh, what);
+}
+
 lt_density *lt_density_map(const float *w, int64_t rows, int64_t cols, int gw, int gh,
 			   lt_err *err)
 {
 	if (grid(rows, cols, &gw, &gh, err))
 		return NULL;
 	lt_density *d = lt_calloc(1, sizeof *d);
-	size_t cells = (size_t)gw * (size_t)gh;
-	if (!d || !(d->nonzero = lt_calloc(cells, sizeof *d->nonzero)) ||
-	    !(d->mean_abs = lt_calloc(cells, sizeof *d->mean_abs))) {
-		lt_density_free(d);
-		lt_err_set(err, LT_ENOMEM, "out of memory for a %d x %d density map", gw, gh);
+	if (!d) {
+		lt_err_set(err, LT_ENOMEM, "out of memory");
 		return NULL;
 	}
-	d->rows = rows;
-	d->cols = cols;
-	d->gw = gw;
-	d->gh = gh;
-	for (int j = 0; j < gh; j++) {
-		double *nz = d->nonzero + (size_t)j * gw, *ma = d->mean_abs + (size_t)j * gw;
-		for (int64_t r = edge(j, rows, gh); r < edge(j + 1, rows, gh); r++) {
-			const float *row = w + r * cols;
-			for (int i = 0; i < gw; i++) {
-				int64_t n = 0;
-				double s = 0;
-				for (int64_t c = edge(i, cols, gw); c < edge(i + 1, cols, gw); c++) {
-					n += row[c] != 0.0f;
-					s += fabs((double)row[c]);
-				}
-				nz[i] += (double)n;
-				ma[i] += s;
-			}
-		}
-		for (int i = 0; i < gw; i++) {
-			double size = cell_size(rows, cols, gw, gh, j, i);
-			nz[i] /= size;
-			ma[i] /= size;
-		}
+	if (two_arrays((size_t)gw * (size_t)gh, &d->nonzero, &d->mean_abs, "density map", gw, gh, err)) {
+		lt_free(d);
+		return NULL;
 	}
+	*d = (lt_density){rows, cols, gw, gh, d->nonzero, d->mean_abs};
+	accumulate(w, NULL, rows, cols, gw, gh, d->nonzero, d->mean_abs);
 	return d;
 }
 
@@ -125,37 +153,16 @@ lt_density_diff *lt_density_diff_of(lt_tensor *committed, lt_tensor *staged, int
 	if (!a || !(b = lt_tensor_data(staged, err)))
 		return NULL;
 	lt_density_diff *d = lt_calloc(1, sizeof *d);
-	size_t cells = (size_t)gw * (size_t)gh;
-	if (!d || !(d->changed = lt_calloc(cells, sizeof *d->changed)) ||
-	    !(d->zeroed = lt_calloc(cells, sizeof *d->zeroed))) {
-		lt_density_diff_free(d);
-		lt_err_set(err, LT_ENOMEM, "out of memory for a %d x %d difference map", gw, gh);
+	if (!d) {
+		lt_err_set(err, LT_ENOMEM, "out of memory");
 		return NULL;
 	}
-	d->rows = rows;
-	d->cols = cols;
-	d->gw = gw;
-	d->gh = gh;
-	for (int j = 0; j < gh; j++) {
-		double *ch = d->changed + (size_t)j * gw, *ze = d->zeroed + (size_t)j * gw;
-		for (int64_t r = edge(j, rows, gh); r < edge(j + 1, rows, gh); r++) {
-			const float *ra = a + r * cols, *rb = b + r * cols;
-			for (int i = 0; i < gw; i++) {
-				int64_t nc = 0, nz = 0;
-				for (int64_t c = edge(i, cols, gw); c < edge(i + 1, cols, gw); c++) {
-					nc += !(ra[c] == rb[c]);
-					nz += ra[c] != 0.0f && rb[c] == 0.0f;
-				}
-				ch[i] += (double)nc;
-				ze[i] += (double)nz;
-			}
-		}
-		for (int i = 0; i < gw; i++) {
-			double size = cell_size(rows, cols, gw, gh, j, i);
-			ch[i] /= size;
-			ze[i] /= size;
-		}
+	if (two_arrays((size_t)gw * (size_t)gh, &d->changed, &d->zeroed, "difference map", gw, gh, err)) {
+		lt_free(d);
+		return NULL;
 	}
+	*d = (lt_density_diff){rows, cols, gw, gh, d->changed, d->zeroed};
+	accumulate(a, b, rows, cols, gw, gh, d->changed, d->zeroed);
 	return d;
 shape:;
 	char s1[128], s2[128];
