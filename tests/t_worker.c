@@ -2,6 +2,8 @@
  * pipe, cancelling queued and running jobs, quiesce, status, and
  * allocation failures. */
 #include <poll.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +63,61 @@ static void collect_until(lt_worker *w, int n)
 		poll(&p, 1, 1);
 		lt_worker_collect(w);
 	}
+}
+
+/* Child functions for lt_job_in_child. */
+static int child_fill(void *arg, void *out, size_t size, lt_err *err)
+{
+	(void)arg, (void)err;
+	unsigned char *o = out;
+	for (size_t i = 0; i < size; i++)
+		o[i] = (unsigned char)(i * 7 + 3);
+	return 0;
+}
+
+static int child_fails(void *arg, void *out, size_t size, lt_err *err)
+{
+	(void)arg, (void)out, (void)size;
+	return lt_err_set(err, LT_ERANGE, "too big in the child");
+}
+
+static int child_hangs(void *arg, void *out, size_t size, lt_err *err)
+{
+	(void)arg, (void)out, (void)size, (void)err;
+	for (;;)
+		pause(); /* as a LAPACK call that never checks for cancelling */
+	return 0;
+}
+
+static int child_dies(void *arg, void *out, size_t size, lt_err *err)
+{
+	(void)arg, (void)out, (void)size, (void)err;
+	kill(getpid(), SIGTERM);
+	for (;;)
+		pause();
+	return 0;
+}
+
+static unsigned char child_out[300000]; /* more than a pipe holds */
+static lt_child_fn child_fn;
+static char child_msg[160];
+
+static int in_child(lt_job *job, void *arg, lt_err *err)
+{
+	(void)arg;
+	spinning = 1;
+	int rc = lt_job_in_child(job, child_fn, NULL, child_out, sizeof child_out, err);
+	snprintf(child_msg, sizeof child_msg, "%.150s", rc ? err->msg : "");
+	return rc;
+}
+
+static int run_child(lt_worker *w, lt_child_fn fn)
+{
+	n_done = 0, spinning = 0;
+	child_fn = fn;
+	lt_worker_submit(w, "child", in_child, note_done, (void *)0, NULL);
+	collect_until(w, 1);
+	return n_done == 1 ? done_rc[0] : 1;
 }
 
 int main(void)
@@ -126,6 +183,27 @@ int main(void)
 	lt_mem_fail_after(-1);
 	collect_until(w, 1);
 	tap_ok(rc == LT_ENOMEM && n_done == 0, "submit reports ENOMEM and queues nothing");
+
+	/* work in a child process */
+	memset(child_out, 0, sizeof child_out);
+	int same = run_child(w, child_fill) == 0;
+	for (size_t i = 0; i < sizeof child_out; i++)
+		same &= child_out[i] == (unsigned char)(i * 7 + 3);
+	tap_ok(same, "a child's output (%zu bytes) is copied back", sizeof child_out);
+	tap_ok(run_child(w, child_fails) == LT_ERANGE && !strcmp(child_msg, "too big in the child"),
+	       "a child's error reaches the job: %s", child_msg);
+	rc = run_child(w, child_dies);
+	tap_ok(rc == LT_EIO && strstr(child_msg, "signal 15"), "a child killed by a signal is reported: %s",
+	       child_msg);
+	n_done = 0, spinning = 0;
+	child_fn = child_hangs;
+	lt_worker_submit(w, "child", in_child, note_done, (void *)0, NULL);
+	while (!spinning)
+		usleep(100);
+	usleep(20000);
+	lt_worker_cancel_all(w);
+	collect_until(w, 1);
+	tap_ok(n_done == 1 && done_rc[0] == LT_ECANCEL, "cancelling kills a child that never returns");
 
 	/* freeing with work queued runs every done callback */
 	n_done = 0, spinning = 0;

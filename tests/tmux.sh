@@ -46,6 +46,16 @@ press() {
 	tmux -L "$SOCK" send-keys -t t "$@"
 }
 
+# click X Y: press and release mouse button 1 at column X, row Y (from 0),
+# as an xterm reports it (X10 encoding, which kmous names for tmux's TERM).
+_chr() {
+	printf "\\$(printf '%03o' "$1")"
+}
+click() {
+	tmux -L "$SOCK" send-keys -t t -l "$(printf '\033[M ')$(_chr $((33 + $1)))$(_chr $((33 + $2)))"
+	tmux -L "$SOCK" send-keys -t t -l "$(printf '\033[M#')$(_chr $((33 + $1)))$(_chr $((33 + $2)))"
+}
+
 # expect DESC ERE: one TAP line for wait_for.
 expect() {
 	if wait_for "$2"; then

@@ -97,6 +97,15 @@ expect "spectrum of conv2.weight drawn (ranks at 90/95/99 % energy)" 'r90/95/99 
 expect "heatmap of conv2.weight drawn (view and cells)" '\[50x500\] cells [0-9]+x[0-9]+'
 expect "title names the selected tensor" 'selected: conv2\.weight'
 
+# mouse: a click on a row selects its layer; a click on a pane focuses it
+click 5 7
+expect "mouse: a click on the fc1.weight row selects it" 'selected: fc1\.weight'
+click 110 18
+expect "mouse: a click on the spectrum focuses it" '\[Singular values fc1\.weight'
+click 5 5
+expect "mouse: a click on the table focuses it and selects conv2.weight" 'selected: conv2\.weight'
+expect "mouse: the table has the focus again" '\[Layers'
+
 # heatmap: zoom, then pan a quarter of the view per key
 press Tab Tab
 pause
@@ -179,6 +188,9 @@ fi
 keys ":export svg $T/spec.svg spec"
 press Enter
 expect "export of the spectrum" "exported spectrum"
+keys ":latency"
+press Enter
+expect ":latency reports how fast keys were answered" 'latency: [0-9]+ key batches answered: median [0-9.]+ ms'
 
 # Ctrl-C interrupts a statement that would run for ever
 keys 'while true do end'
@@ -192,8 +204,37 @@ expect "Ctrl-C interrupts a running statement" 'error: repl:1: interrupted'
 keys 'model:finetune{epochs=20, split="val"}'
 press Enter
 expect_status "fine-tuning: a progress bar while it runs" '^ BUSY \| finetune \[[#.]{10}\] +[0-9]+%'
+# while it runs, keys that only look are answered (the panes read nothing
+# new from the model), and a statement typed meanwhile waits its turn
+press C-]
+selected() { screen | sed -n 's/.*selected: \([^ ]*\).*/\1/p' | head -n 1; }
+sel_before=$(selected)
+press j
+i=0
+while [ "$(selected)" = "$sel_before" ] && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+sel_after=$(selected)
+if [ -n "$sel_before" ] && [ "$sel_before" != "$sel_after" ]; then
+	ok "while fine-tuning: j moves the selection ($sel_before -> $sel_after)"
+else
+	not_ok "while fine-tuning: j moves the selection" "before '$sel_before', after '$sel_after'"
+fi
+expect "while fine-tuning: the panes say when they will show the new layer" 'shown when the running kernel ends'
+expect_status "while fine-tuning: still busy" '^ BUSY \| finetune'
+press :
+keys 'print("typed " .. "ahead")'
+press Enter
+sleep 0.3
+if screen | grep -F 'typed ahead' >/dev/null; then
+	not_ok "while fine-tuning: a typed statement waits" "it ran during the fine-tuning"
+else
+	ok "while fine-tuning: a typed statement waits"
+fi
 press C-c
 expect "fine-tuning: Ctrl-C stops it" 'lathe\.finetune: interrupted'
+expect "the statement typed during the fine-tuning runs after it" 'typed ahead'
 expect_status "fine-tuning stopped: the stage is clean again" '^ clean \|'
 press Escape
 sleep 0.3

@@ -2,9 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/mem.h"
@@ -210,6 +213,88 @@ int lt_job_progress(lt_job *job, double fraction)
 int lt_job_cancelled(const lt_job *job)
 {
 	return __atomic_load_n(&job->cancel, __ATOMIC_ACQUIRE);
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k, n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* What the child sends before its output. */
+struct child_head {
+	int rc;
+	lt_err err;
+};
+
+int lt_job_in_child(lt_job *job, lt_child_fn fn, void *arg, void *out, size_t size, lt_err *err)
+{
+	int fds[2];
+	if (pipe(fds))
+		return lt_err_set(err, LT_EIO, "cannot start a child process: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(fds[0]);
+		close(fds[1]);
+		return lt_err_set(err, LT_EIO, "cannot start a child process: %s", strerror(e));
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		struct child_head head = {0};
+		head.rc = fn(arg, out, size, &head.err);
+		int bad = write_all(fds[1], &head, sizeof head) || (head.rc == 0 && write_all(fds[1], out, size));
+		_exit(bad);
+	}
+	close(fds[1]);
+	struct child_head head;
+	size_t want = sizeof head + size, got = 0;
+	int cancelled = 0;
+	while (got < want) {
+		if (lt_job_cancelled(job)) {
+			cancelled = 1;
+			kill(pid, SIGKILL);
+			break;
+		}
+		struct pollfd p = {fds[0], POLLIN, 0};
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		char *dst = got < sizeof head ? (char *)&head + got : (char *)out + (got - sizeof head);
+		size_t room = got < sizeof head ? sizeof head - got : want - got;
+		ssize_t k = read(fds[0], dst, room);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break; /* the child ended early */
+		got += (size_t)k;
+		if (got == sizeof head && head.rc != 0)
+			break; /* it failed: no output follows */
+	}
+	close(fds[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (cancelled)
+		return lt_err_set(err, LT_ECANCEL, "cancelled");
+	if (got >= sizeof head && head.rc != 0) {
+		if (err)
+			*err = head.err;
+		return head.rc;
+	}
+	if (got == want)
+		return 0;
+	if (WIFSIGNALED(status))
+		return lt_err_set(err, LT_EIO, "the child process computing it was killed by signal %d (%s)",
+				  WTERMSIG(status), strsignal(WTERMSIG(status)));
+	return lt_err_set(err, LT_EIO, "the child process computing it ended without its result");
 }
 
 void lt_worker_free(lt_worker *w)

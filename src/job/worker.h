@@ -61,4 +61,15 @@ int lt_worker_status(lt_worker *w, char *label, size_t size, double *fraction, i
 int lt_job_progress(lt_job *job, double fraction);
 int lt_job_cancelled(const lt_job *job);
 
+/* In a job: run fn(arg, out, size, err) in a child process and copy its
+ * out[0..size) back. Cancelling kills the child at once, so a job can stop
+ * within a poll interval even in the middle of one long library call
+ * (a LAPACK eigensolver cannot be interrupted otherwise). fn sees a copy
+ * of the process as it was (memory is shared copy-on-write); it must not
+ * use curses, Lua or other threads' locks. Returns fn's result with its
+ * err, LT_ECANCEL, or LT_EIO when the child could not start or died (the
+ * signal is named). */
+typedef int (*lt_child_fn)(void *arg, void *out, size_t size, lt_err *err);
+int lt_job_in_child(lt_job *job, lt_child_fn fn, void *arg, void *out, size_t size, lt_err *err);
+
 #endif

@@ -276,14 +276,13 @@ int lt_spectrum_fit_alpha(const double *lambda, int64_t n, double *alpha,
 	return 0;
 }
 
-lt_spectrum *lt_spectrum_compute(const float *w, int64_t rows, int64_t cols,
-				 lt_svd_route route, lt_err *err)
+lt_spectrum *lt_spectrum_from_values(const double *sigma, int64_t rows, int64_t cols, double fro2,
+				     lt_svd_route route, lt_err *err)
 {
-	int rc = check_matrix(w, rows, cols, err);
-	if (rc)
+	if (rows < 1 || cols < 1) {
+		lt_err_set(err, LT_EINVAL, "a %" PRId64 " x %" PRId64 " matrix has no spectrum", rows, cols);
 		return NULL;
-	if (route == LT_SVD_AUTO)
-		route = lt_spectrum_route(rows, cols);
+	}
 	int64_t k = rows < cols ? rows : cols, big = rows < cols ? cols : rows;
 	lt_spectrum *s = lt_calloc(1, sizeof *s);
 	double *lambda = NULL;
@@ -293,16 +292,14 @@ lt_spectrum *lt_spectrum_compute(const float *w, int64_t rows, int64_t cols,
 	s->cols = cols;
 	s->count = k;
 	s->route = route;
+	s->fro2 = fro2;
 	s->sigma = lt_malloc_array((size_t)k, sizeof *s->sigma);
 	s->cum_energy = lt_malloc_array((size_t)k, sizeof *s->cum_energy);
 	lambda = lt_malloc_array((size_t)k, sizeof *lambda);
 	if (!s->sigma || !s->cum_energy || !lambda)
 		goto nomem;
-	if (lt_spectrum_singular_values(w, rows, cols, route, s->sigma, err))
-		goto fail;
+	memcpy(s->sigma, sigma, (size_t)k * sizeof *sigma);
 
-	for (int64_t i = 0, n = rows * cols; i < n; i++)
-		s->fro2 += (double)w[i] * w[i];
 	double e = 0, sum = 0, smax = s->sigma[0];
 	for (int64_t i = 0; i < k; i++) {
 		e += s->sigma[i] * s->sigma[i];
@@ -358,6 +355,35 @@ fail:
 	lt_free(lambda);
 	lt_spectrum_free(s);
 	return NULL;
+}
+
+double lt_spectrum_fro2(const float *w, int64_t rows, int64_t cols)
+{
+	double fro2 = 0;
+	for (int64_t i = 0, n = rows * cols; i < n; i++)
+		fro2 += (double)w[i] * w[i];
+	return fro2;
+}
+
+lt_spectrum *lt_spectrum_compute(const float *w, int64_t rows, int64_t cols,
+				 lt_svd_route route, lt_err *err)
+{
+	if (check_matrix(w, rows, cols, err))
+		return NULL;
+	if (route == LT_SVD_AUTO)
+		route = lt_spectrum_route(rows, cols);
+	int64_t k = rows < cols ? rows : cols;
+	double *sigma = lt_malloc_array((size_t)k, sizeof *sigma);
+	if (!sigma) {
+		lt_err_set(err, LT_ENOMEM, "out of memory for the spectrum of a %" PRId64 " x %" PRId64
+			   " matrix", rows, cols);
+		return NULL;
+	}
+	lt_spectrum *s = NULL;
+	if (!lt_spectrum_singular_values(w, rows, cols, route, sigma, err))
+		s = lt_spectrum_from_values(sigma, rows, cols, lt_spectrum_fro2(w, rows, cols), route, err);
+	lt_free(sigma);
+	return s;
 }
 
 lt_spectrum *lt_spectrum_of_tensor(lt_tensor *t, lt_svd_route route, lt_err *err)

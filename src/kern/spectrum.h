@@ -98,6 +98,17 @@ typedef struct lt_spectrum {
 lt_spectrum *lt_spectrum_compute(const float *w, int64_t rows, int64_t cols,
 				 lt_svd_route route, lt_err *err);
 
+/* The same from singular values already computed (sigma[0..min(rows,
+ * cols)), descending, as lt_spectrum_singular_values gives them) and the
+ * squared Frobenius norm fro2 of the matrix; route is recorded. Lets a
+ * caller compute the values elsewhere (a child process that can be killed)
+ * and the figures here. */
+lt_spectrum *lt_spectrum_from_values(const double *sigma, int64_t rows, int64_t cols, double fro2,
+				     lt_svd_route route, lt_err *err);
+
+/* Sum of squares of w[0..rows*cols), accumulated in double. */
+double lt_spectrum_fro2(const float *w, int64_t rows, int64_t cols);
+
 /* The same for a tensor's matrix view (lt_spectrum_view); values as f32. */
 lt_spectrum *lt_spectrum_of_tensor(lt_tensor *t, lt_svd_route route, lt_err *err);
 

@@ -38,7 +38,8 @@ typedef struct tui {
 	lt_bench *bench;       /* the global `model`'s bench (borrowed) */
 	lt_bench *opened;      /* the bench of the file named on the command line */
 	const char *path;      /* that file */
-	lt_worker *worker;
+	lt_worker *worker;     /* previews, spectra, REPL kernels */
+	lt_worker *quick;      /* summaries of the selection (short jobs) */
 	lt_dataset val;        /* validation split (n == 0 when not found) */
 
 	int w, h;              /* screen size */
@@ -74,6 +75,21 @@ typedef struct tui {
 	int n_lines, first_line, scroll;
 	int running;           /* a statement is running */
 	char message[200];     /* one-line notice in the status line */
+
+	/* A kernel started from the REPL runs on the worker (fine-tuning,
+	 * evaluation): the panes stay live but read nothing new from the model
+	 * (frozen), and keys that would run Lua wait in typeahead. */
+	struct lt_lua_work *work;
+	int frozen;
+	int typeahead[256], n_typeahead;
+
+	/* Key latency: from input becoming readable to the screen updated. */
+	double key_lat[4096];
+	int n_key_lat;
+	int not_timed;         /* bumped by waits that are not drawing (a
+				* Lua statement, a y/n question) */
+	double quiesce_max;    /* longest wait for the worker to stop */
+	int n_quiesce;
 } tui;
 
 extern tui *lt_tui_current;
@@ -107,6 +123,10 @@ void tui_repl_sig(tui *t, uint64_t sig[TUI_SIG]);
 
 /* tui.c */
 void tui_draw_all(tui *t);
+/* Stop the worker's jobs and wait until it is idle (timed for :latency). */
+void tui_quiesce(tui *t);
+/* ":latency": the key latencies and worker waits measured so far. */
+void tui_latency_report(tui *t);
 void tui_frame(tui *t, WINDOW *w, int pane, const char *title);
 double tui_now(void);
 /* Called while Lua runs (progress of long kernels): redraw the status

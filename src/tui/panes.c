@@ -2,6 +2,7 @@
  * cached summaries: histograms are cheap and made here when a tensor
  * changes; spectra come from the worker. */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,11 +45,13 @@ static uint64_t stamp_of(const tui *t, const char *name, const lt_tensor *x)
 #define ZCACHE 4096
 static struct { lt_tensor *t; uint64_t stamp; int64_t zeros; } zcache[ZCACHE];
 
-static int64_t zeros_of(lt_tensor *x, uint64_t stamp)
+static int64_t zeros_of(const tui *t, lt_tensor *x, uint64_t stamp)
 {
 	size_t h = ((uintptr_t)x >> 4) % ZCACHE;
 	if (zcache[h].t == x && zcache[h].stamp == stamp)
 		return zcache[h].zeros;
+	if (t->frozen)
+		return -1; /* unknown until the kernel changing it ends */
 	int64_t z = lt_tensor_count_zeros(x); /* stored bytes: no f32 copy */
 	lt_tensor_unref(zcache[h].t);
 	zcache[h].t = lt_tensor_ref(x);
@@ -113,7 +116,7 @@ void tui_rows_rebuild(tui *t)
 				      (long long)sh[d]);
 		snprintf(r->shape + k, sizeof r->shape - (size_t)k, "]");
 		r->params = lt_tensor_numel(x);
-		r->zeros = zeros_of(x, stamp_of(t, r->name, x));
+		r->zeros = zeros_of(t, x, stamp_of(t, r->name, x));
 		r->bits = (int)lt_dtype_size(lt_tensor_dtype(x)) * 8;
 		r->bytes = (size_t)r->params * lt_dtype_size(lt_tensor_dtype(x));
 	}
@@ -187,11 +190,13 @@ void tui_draw_table(tui *t, WINDOW *w)
 		char p[24], b[24];
 		fmt_count(r->params, p, sizeof p);
 		fmt_count((int64_t)r->bytes, b, sizeof b);
-		double zf = r->params ? 100.0 * (double)r->zeros / (double)r->params : 0;
+		char zf[16] = "   ...";
+		if (r->zeros >= 0)
+			snprintf(zf, sizeof zf, "%6.1f", r->params ? 100.0 * (double)r->zeros / (double)r->params : 0);
 		k = snprintf(line, sizeof line, "%-*.*s", nw, nw, r->name);
 		if (show_op)
 			k += snprintf(line + k, sizeof line - (size_t)k, " %-6.6s", r->op);
-		k += snprintf(line + k, sizeof line - (size_t)k, " %-*.*s %7s %6.1f", shape_w, shape_w,
+		k += snprintf(line + k, sizeof line - (size_t)k, " %-*.*s %7s %6s", shape_w, shape_w,
 			      r->shape, p, zf);
 		if (show_bits)
 			k += snprintf(line + k, sizeof line - (size_t)k, " %3d", r->bits);
@@ -236,34 +241,6 @@ int tui_table_key(tui *t, int key)
 
 /* ---- histogram -------------------------------------------------------------- */
 
-/* Histogram of one tensor over a fixed range, cached by (tensor, range,
- * bins, mode). */
-typedef struct hist {
-	lt_tensor *t;
-	uint64_t stamp;
-	double lo, hi;
-	int bins, log_abs;
-	int64_t counts[512];
-} hist;
-static hist hcache[2];
-
-static const int64_t *hist_of(int slot, lt_tensor *x, uint64_t stamp, double lo, double hi, int bins,
-			      int log_abs)
-{
-	hist *h = &hcache[slot];
-	if (h->t == x && h->stamp == stamp && h->lo == lo && h->hi == hi && h->bins == bins &&
-	    h->log_abs == log_abs)
-		return h->counts;
-	lt_tensor_unref(h->t);
-	h->t = NULL;
-	if (lt_stats_histogram(x, bins, lo, hi, log_abs, h->counts, NULL))
-		return NULL;
-	h->t = lt_tensor_ref(x);
-	h->stamp = stamp;
-	h->lo = lo, h->hi = hi, h->bins = bins, h->log_abs = log_abs;
-	return h->counts;
-}
-
 /* The pair of tensors the plots show: committed and staged. */
 static int selected_pair(tui *t, lt_tensor **c, lt_tensor **s)
 {
@@ -277,37 +254,181 @@ static int selected_pair(tui *t, lt_tensor **c, lt_tensor **s)
 	return *s != NULL;
 }
 
-/* Range of the plot: the committed tensor's (so staged changes show as
- * movement within a fixed frame). */
-static struct { lt_tensor *t; uint64_t stamp; lt_stats st; int ok; } range_of;
+/* ---- summaries of the selection ------------------------------------------
+ * The histogram, heatmap and filter views come from memos: one result per
+ * key (the committed and staged tensors, the stage stamp, the pane's
+ * parameters). Small tensors are summarised at once; larger ones on the
+ * second worker (t->quick), so moving through a big model never waits for
+ * them: the pane says "computing" until the result arrives, and a result
+ * for a key the pane has left is dropped unread. While a REPL kernel
+ * changes the model (t->frozen) nothing new is read from it: panes show
+ * what is cached. */
+#define INLINE_ELEMS (1 << 20) /* about 2 ms of reading */
+#define MEMO_KEY 4
+typedef int (*memo_fn)(lt_tensor *c, lt_tensor *s, const int64_t key[MEMO_KEY], void **out, lt_err *err);
+typedef struct memo {
+	lt_tensor *c, *s;           /* references (part of the key) */
+	uint64_t stamp;
+	int64_t key[MEMO_KEY];
+	int state;                  /* 0 empty, 1 computing, 2 done, 3 failed */
+	void *out;                  /* made by the memo_fn */
+	void (*release)(void *);    /* frees out (NULL: free) */
+	char error[120];
+	unsigned gen;               /* atomic: bumped per key; stale jobs stop */
+} memo;
 
-static int hist_range(tui *t, lt_tensor *c, int log_abs, double *lo, double *hi)
+struct memo_job {
+	memo *m;
+	unsigned gen;
+	memo_fn fn;
+	lt_tensor *c, *s;           /* references */
+	int64_t key[MEMO_KEY];
+	void *out;
+};
+
+static uint64_t summary_generation; /* bumped when a result arrives */
+
+static void memo_release(const memo *m, void *out)
 {
-	/* Statistics once per tensor state, not on every drawing. */
-	uint64_t stamp = stamp_of(t, tui_selected(t)->name, c);
-	if (c != range_of.t || stamp != range_of.stamp) {
-		lt_tensor_unref(range_of.t);
-		range_of.t = lt_tensor_ref(c);
-		range_of.stamp = stamp;
-		range_of.ok = !lt_stats_compute(c, &range_of.st, NULL) && range_of.st.n != range_of.st.nonfinite;
+	(m->release ? m->release : free)(out);
+}
+
+static void memo_clear(memo *m)
+{
+	lt_tensor_unref(m->c);
+	lt_tensor_unref(m->s);
+	memo_release(m, m->out);
+	*m = (memo){.release = m->release, .gen = m->gen};
+}
+
+static int memo_run(lt_job *job, void *arg, lt_err *err)
+{
+	struct memo_job *j = arg;
+	if (lt_job_cancelled(job) || __atomic_load_n(&j->m->gen, __ATOMIC_ACQUIRE) != j->gen)
+		return lt_err_set(err, LT_ECANCEL, "cancelled");
+	return j->fn(j->c, j->s, j->key, &j->out, err);
+}
+
+static void memo_done(void *arg, int rc, const lt_err *err)
+{
+	struct memo_job *j = arg;
+	memo *m = j->m;
+	if (j->gen == m->gen && m->state == 1) {
+		if (rc == 0) {
+			m->out = j->out, m->state = 2;
+			j->out = NULL;
+		} else if (rc == LT_ECANCEL) {
+			memo_clear(m); /* ask again when drawn */
+		} else {
+			m->state = 3;
+			snprintf(m->error, sizeof m->error, "%.110s", err->msg);
+		}
+		summary_generation++;
+		if (lt_tui_current)
+			lt_tui_current->dirty_all = 1;
 	}
-	if (!range_of.ok)
-		return 0;
-	const lt_stats st = range_of.st;
+	memo_release(m, j->out);
+	lt_tensor_unref(j->c);
+	lt_tensor_unref(j->s);
+	free(j);
+}
+
+/* The memo's result for this key, or NULL with why filled ("computing",
+ * an error, or why nothing is read now). */
+static void *memo_get(tui *t, memo *m, memo_fn fn, lt_tensor *c, lt_tensor *s, uint64_t stamp,
+		      const int64_t key[MEMO_KEY], char *why, size_t n)
+{
+	if (m->c == c && m->s == s && m->stamp == stamp && !memcmp(m->key, key, sizeof m->key)) {
+		if (m->state == 2)
+			return m->out;
+		snprintf(why, n, "%s", m->state == 3 ? m->error : "computing...");
+		if (m->state != 0)
+			return NULL;
+	}
+	if (t->frozen) {
+		snprintf(why, n, "(shown when the running kernel ends)");
+		return NULL;
+	}
+	memo_clear(m);
+	__atomic_add_fetch(&m->gen, 1, __ATOMIC_RELEASE);
+	m->c = lt_tensor_ref(c), m->s = lt_tensor_ref(s), m->stamp = stamp;
+	memcpy(m->key, key, sizeof m->key);
+	lt_err err = {0};
+	int64_t elems = lt_tensor_numel(c) + (s != c ? lt_tensor_numel(s) : 0);
+	if (elems <= INLINE_ELEMS || !t->quick) {
+		if (fn(c, s, key, &m->out, &err))
+			goto fail;
+		m->state = 2;
+		return m->out;
+	}
+	/* converted here (f16, bf16), so the worker only reads */
+	if (!lt_tensor_data(c, &err) || !lt_tensor_data(s, &err))
+		goto fail;
+	struct memo_job *j = calloc(1, sizeof *j);
+	if (!j) {
+		lt_err_set(&err, LT_ENOMEM, "out of memory");
+		goto fail;
+	}
+	*j = (struct memo_job){m, m->gen, fn, lt_tensor_ref(c), lt_tensor_ref(s), {0}, NULL};
+	memcpy(j->key, key, sizeof j->key);
+	if (lt_worker_submit(t->quick, "summary", memo_run, memo_done, j, &err)) {
+		lt_tensor_unref(j->c);
+		lt_tensor_unref(j->s);
+		free(j);
+		goto fail;
+	}
+	m->state = 1;
+	snprintf(why, n, "computing...");
+	return NULL;
+fail:
+	m->state = 3;
+	snprintf(m->error, sizeof m->error, "%.110s", err.msg);
+	snprintf(why, n, "%s", m->error);
+	return NULL;
+}
+
+/* ---- histogram -------------------------------------------------------------- */
+
+/* Both histograms over the committed tensor's range (so staged changes
+ * show as movement within a fixed frame). key: bins, log_abs. */
+typedef struct hist {
+	double lo, hi;
+	int bins;
+	int64_t hc[512], hs[512];
+} hist;
+
+static int hist_summary(lt_tensor *c, lt_tensor *s, const int64_t key[MEMO_KEY], void **out, lt_err *err)
+{
+	int bins = (int)key[0], log_abs = (int)key[1];
+	lt_stats st;
+	int rc = lt_stats_compute(c, &st, err);
+	if (rc)
+		return rc;
+	double lo = st.min, hi = st.max;
+	if (st.n == st.nonfinite)
+		return lt_err_set(err, LT_EINVAL, "(nothing to plot: no finite values)");
 	if (log_abs) {
 		double m = fmax(fabs(st.min), fabs(st.max));
 		if (m <= 0)
-			return 0;
-		*hi = log10(m);
-		*lo = *hi - 6;
-	} else {
-		*lo = st.min;
-		*hi = st.max;
-		if (*lo == *hi)
-			*lo -= 0.5, *hi += 0.5;
+			return lt_err_set(err, LT_EINVAL, "(all zero: no log scale)");
+		hi = log10(m);
+		lo = hi - 6;
+	} else if (lo == hi) {
+		lo -= 0.5, hi += 0.5;
 	}
-	return 1;
+	hist *h = calloc(1, sizeof *h);
+	if (!h)
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	h->lo = lo, h->hi = hi, h->bins = bins;
+	if ((rc = lt_stats_histogram(c, bins, lo, hi, log_abs, h->hc, err)) ||
+	    (rc = lt_stats_histogram(s, bins, lo, hi, log_abs, h->hs, err))) {
+		free(h);
+		return rc;
+	}
+	*out = h;
+	return 0;
 }
+static memo hist_memo;
 
 static const char *const eighths[] = {" ", "\u2581", "\u2582", "\u2583", "\u2584", "\u2585", "\u2586", "\u2587", "\u2588"};
 
@@ -322,21 +443,25 @@ void tui_draw_hist(tui *t, WINDOW *w)
 	getmaxyx(w, hh, ww);
 	int rows = hh - 4, bins = ww - 2;
 	lt_tensor *c, *s;
-	double lo, hi;
 	if (rows < 1 || bins < 4) {
 		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
 		return;
 	}
-	if (!selected_pair(t, &c, &s) || !hist_range(t, c, t->hist_log, &lo, &hi)) {
+	if (!selected_pair(t, &c, &s)) {
 		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
 		return;
 	}
 	bins = bins > 512 ? 512 : bins;
-	const char *name = tui_selected(t)->name;
-	const int64_t *hc = hist_of(0, c, 0, lo, hi, bins, t->hist_log);
-	const int64_t *hs = hist_of(1, s, stamp_of(t, name, s), lo, hi, bins, t->hist_log);
-	if (!hc || !hs)
+	char why[128];
+	const int64_t key[MEMO_KEY] = {bins, t->hist_log};
+	const hist *h = memo_get(t, &hist_memo, hist_summary, c, s, stamp_of(t, r->name, s), key, why,
+				 sizeof why);
+	if (!h) {
+		mvwaddnstr(w, 1, 1, why, ww - 2);
 		return;
+	}
+	const int64_t *hc = h->hc, *hs = h->hs;
+	double lo = h->lo, hi = h->hi;
 	int64_t peak = 1;
 	for (int i = 0; i < bins; i++)
 		peak = hc[i] > peak ? hc[i] : hs[i] > peak ? hs[i] : peak;
@@ -363,15 +488,15 @@ void tui_draw_hist(tui *t, WINDOW *w)
 			}
 		}
 	}
-	char l[32], h[32];
+	char l[32], u[32];
 	snprintf(l, sizeof l, t->hist_log ? "1e%.1f" : "%.3g", lo);
-	snprintf(h, sizeof h, t->hist_log ? "1e%.1f" : "%.3g", hi);
+	snprintf(u, sizeof u, t->hist_log ? "1e%.1f" : "%.3g", hi);
 	mvwprintw(w, hh - 2, 1, "%s", l);
-	mvwprintw(w, hh - 2, ww - 1 - (int)strlen(h), "%s", h);
+	mvwprintw(w, hh - 2, ww - 1 - (int)strlen(u), "%s", u);
 	char legend[64];
 	snprintf(legend, sizeof legend, "peak %lld  %s staged %s committed", (long long)peak,
 		 t->utf8 ? "\u2588" : "#", t->utf8 ? "\u2594" : "-");
-	if ((int)strlen(legend) + (int)strlen(l) + (int)strlen(h) + 4 < ww)
+	if ((int)strlen(legend) + (int)strlen(l) + (int)strlen(u) + 4 < ww)
 		mvwaddstr(w, hh - 2, (ww - (int)strlen(legend)) / 2, legend);
 }
 
@@ -419,67 +544,62 @@ static const char *ramp(const tui *t, double f)
 }
 
 /* The grid a heatmap shows: cells of the whole view at zoom 2^z, of which
- * the pane shows a window starting at (heat_x, heat_y). */
+ * the pane shows a window starting at (heat_x, heat_y). key: mode (0
+ * committed, 1 staged, 2 changed), grid width, grid height. */
 typedef struct heat {
-	lt_tensor *c, *s;   /* references */
-	uint64_t stamp;     /* of s */
-	int mode, gw, gh;
-	double *cells;      /* [gh*gw] */
 	int cw, ch;         /* grid actually used */
 	int64_t rows, cols;
+	double cells[];     /* [ch*cw] */
 } heat;
-static heat hmap;
 
-static void heat_clear(void)
-{
-	lt_tensor_unref(hmap.c);
-	lt_tensor_unref(hmap.s);
-	free(hmap.cells);
-	memset(&hmap, 0, sizeof hmap);
-}
-
-/* A copy of a map's cells (the map is freed by the caller). */
-static void keep_cells(const double *cells, int gw, int gh, int64_t rows, int64_t cols)
+static heat *heat_new(const double *cells, int gw, int gh, int64_t rows, int64_t cols)
 {
 	size_t n = (size_t)gw * (size_t)gh;
-	if ((hmap.cells = malloc(n * sizeof *hmap.cells)))
-		memcpy(hmap.cells, cells, n * sizeof *hmap.cells);
-	hmap.cw = gw, hmap.ch = gh, hmap.rows = rows, hmap.cols = cols;
+	heat *h = malloc(sizeof *h + n * sizeof *cells);
+	if (!h)
+		return NULL;
+	memcpy(h->cells, cells, n * sizeof *cells);
+	h->cw = gw, h->ch = gh, h->rows = rows, h->cols = cols;
+	return h;
 }
 
-static int heat_grid(tui *t, lt_tensor *c, lt_tensor *s, int gw, int gh, char *why, size_t n)
+static int heat_summary(lt_tensor *c, lt_tensor *s, const int64_t key[MEMO_KEY], void **out, lt_err *err)
 {
-	uint64_t stamp = stamp_of(t, tui_selected(t)->name, s);
-	if (hmap.c == c && hmap.s == s && hmap.stamp == stamp && hmap.mode == t->heat_mode &&
-	    hmap.gw == gw && hmap.gh == gh)
-		return 0;
-	heat_clear();
-	lt_err err = {0};
-	if (t->heat_mode == 2) {
-		lt_density_diff *d = lt_density_diff_of(c, s, gw, gh, &err);
+	int mode = (int)key[0], gw = (int)key[1], gh = (int)key[2];
+	heat *h = NULL;
+	if (mode == 2) {
+		lt_density_diff *d = lt_density_diff_of(c, s, gw, gh, err);
 		if (!d)
-			goto fail;
-		keep_cells(d->changed, d->gw, d->gh, d->rows, d->cols);
+			return err->code;
+		h = heat_new(d->changed, d->gw, d->gh, d->rows, d->cols);
 		lt_density_diff_free(d);
 	} else {
-		lt_density *d = lt_density_of_tensor(t->heat_mode ? s : c, gw, gh, &err);
+		lt_density *d = lt_density_of_tensor(mode ? s : c, gw, gh, err);
 		if (!d)
-			goto fail;
-		keep_cells(d->nonzero, d->gw, d->gh, d->rows, d->cols);
+			return err->code;
+		h = heat_new(d->nonzero, d->gw, d->gh, d->rows, d->cols);
 		lt_density_free(d);
 	}
-	if (!hmap.cells) {
-		lt_err_set(&err, LT_ENOMEM, "out of memory");
-		goto fail;
-	}
-	hmap.c = lt_tensor_ref(c), hmap.s = lt_tensor_ref(s), hmap.stamp = stamp;
-	hmap.mode = t->heat_mode, hmap.gw = gw, hmap.gh = gh;
+	if (!h)
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	*out = h;
 	return 0;
-fail:
-	snprintf(why, n, "%.100s", err.msg);
-	heat_clear();
-	return -1;
 }
+static memo heat_memo;
+
+/* The per-filter map of the staged tensor (c is s). */
+static int filter_summary(lt_tensor *c, lt_tensor *s, const int64_t key[MEMO_KEY], void **out, lt_err *err)
+{
+	(void)c, (void)key;
+	lt_filter_map *f = lt_filter_map_of(s, err);
+	*out = f;
+	return f ? 0 : err->code;
+}
+static void filter_release(void *f)
+{
+	lt_filter_map_free(f);
+}
+static memo filter_memo = {.release = filter_release};
 
 /* Per-filter view of a staged conv weight: one kh x kw tile per output
  * filter, each cell the share of input channels non-zero at that kernel
@@ -487,10 +607,12 @@ fail:
  * the arrows. */
 static void draw_filters(tui *t, WINDOW *w, lt_tensor *s, int vw, int vh)
 {
-	lt_err err = {0};
-	lt_filter_map *f = lt_filter_map_of(s, &err);
+	char why[128];
+	const int64_t key[MEMO_KEY] = {0};
+	const lt_filter_map *f = memo_get(t, &filter_memo, filter_summary, s, s,
+					  stamp_of(t, tui_selected(t)->name, s), key, why, sizeof why);
 	if (!f) {
-		mvwaddnstr(w, 1, 1, err.msg, vw);
+		mvwaddnstr(w, 1, 1, why, vw);
 		return;
 	}
 	int tw = (int)f->kw + 1, th = (int)f->kh + 1;
@@ -519,7 +641,6 @@ static void draw_filters(tui *t, WINDOW *w, lt_tensor *s, int vw, int vh)
 	snprintf(foot, sizeof foot, "filters %lld-%lld of %lld%s", (long long)first + 1, (long long)last,
 		 (long long)f->out, tile_rows > shown ? " (Up/Down scroll)" : "");
 	mvwaddnstr(w, 1 + vh, 1, foot, vw);
-	lt_filter_map_free(f);
 }
 
 void tui_draw_heat(tui *t, WINDOW *w)
@@ -544,18 +665,24 @@ void tui_draw_heat(tui *t, WINDOW *w)
 		draw_filters(t, w, s, vw, vh);
 		return;
 	}
-	if (vw < 2 || vh < 1 || !have ||
-	    heat_grid(t, c, s, vw << t->heat_zoom, vh << t->heat_zoom, why, sizeof why)) {
+	const heat *hmap = NULL;
+	if (vw >= 2 && vh >= 1 && have) {
+		const int64_t key[MEMO_KEY] = {t->heat_mode, (int64_t)vw << t->heat_zoom,
+					       (int64_t)vh << t->heat_zoom};
+		hmap = memo_get(t, &heat_memo, heat_summary, c, s, stamp_of(t, tui_selected(t)->name, s), key,
+				why, sizeof why);
+	}
+	if (!hmap) {
 		mvwaddnstr(w, 1, 1, why, ww - 2);
 		return;
 	}
 	/* pan within the zoomed grid */
-	int maxx = hmap.cw - vw > 0 ? hmap.cw - vw : 0, maxy = hmap.ch - vh > 0 ? hmap.ch - vh : 0;
+	int maxx = hmap->cw - vw > 0 ? hmap->cw - vw : 0, maxy = hmap->ch - vh > 0 ? hmap->ch - vh : 0;
 	t->heat_x = t->heat_x < 0 ? 0 : t->heat_x > maxx ? maxx : t->heat_x;
 	t->heat_y = t->heat_y < 0 ? 0 : t->heat_y > maxy ? maxy : t->heat_y;
-	for (int y = 0; y < vh && y + t->heat_y < hmap.ch; y++)
-		for (int x = 0; x < vw && x + t->heat_x < hmap.cw; x++) {
-			double f = hmap.cells[(size_t)(y + t->heat_y) * (size_t)hmap.cw + (size_t)(x + t->heat_x)];
+	for (int y = 0; y < vh && y + t->heat_y < hmap->ch; y++)
+		for (int x = 0; x < vw && x + t->heat_x < hmap->cw; x++) {
+			double f = hmap->cells[(size_t)(y + t->heat_y) * (size_t)hmap->cw + (size_t)(x + t->heat_x)];
 			if (t->color)
 				wattron(w, COLOR_PAIR(t->heat_mode == 2 ? 5 : 3));
 			mvwaddstr(w, 1 + y, 1 + x, ramp(t, f));
@@ -563,8 +690,8 @@ void tui_draw_heat(tui *t, WINDOW *w)
 				wattroff(w, COLOR_PAIR(t->heat_mode == 2 ? 5 : 3));
 		}
 	char foot[128];
-	snprintf(foot, sizeof foot, "[%lldx%lld] cells %dx%d at %d,%d  %s0 %s1", (long long)hmap.rows,
-		 (long long)hmap.cols, hmap.cw, hmap.ch, t->heat_x, t->heat_y, ramp(t, 0), ramp(t, 1));
+	snprintf(foot, sizeof foot, "[%lldx%lld] cells %dx%d at %d,%d  %s0 %s1", (long long)hmap->rows,
+		 (long long)hmap->cols, hmap->cw, hmap->ch, t->heat_x, t->heat_y, ramp(t, 0), ramp(t, 1));
 	mvwaddnstr(w, hh - 2, 1, foot, ww - 2);
 }
 
@@ -589,13 +716,41 @@ struct spec_job {
 	lt_spectrum *s;
 };
 
+static int spec_values(void *arg, void *out, size_t size, lt_err *err)
+{
+	(void)size;
+	struct spec_job *j = arg;
+	int64_t rows, cols;
+	const float *w = lt_spectrum_view(j->t, &rows, &cols, err) ? NULL : lt_tensor_data(j->t, err);
+	return w ? lt_spectrum_singular_values(w, rows, cols, LT_SVD_AUTO, out, err) : err->code;
+}
+
+/* Large matrices are factored in a child process: cancelling (a new
+ * selection, Esc, a REPL statement waiting for the worker) kills it at
+ * once instead of waiting for the LAPACK call in progress. */
 static int spec_run(lt_job *job, void *arg, lt_err *err)
 {
 	struct spec_job *j = arg;
 	if (lt_job_cancelled(job))
 		return lt_err_set(err, LT_ECANCEL, "cancelled");
-	j->s = lt_spectrum_of_tensor(j->t, LT_SVD_AUTO, err);
-	return j->s ? 0 : err->code;
+	int64_t rows, cols;
+	const float *w = lt_spectrum_view(j->t, &rows, &cols, err) ? NULL : lt_tensor_data(j->t, err);
+	if (!w)
+		return err->code;
+	int64_t k = rows < cols ? rows : cols;
+	if ((double)rows * (double)cols * (double)k < 3e7) {
+		j->s = lt_spectrum_compute(w, rows, cols, LT_SVD_AUTO, err);
+		return j->s ? 0 : err->code;
+	}
+	double *sigma = malloc((size_t)k * sizeof *sigma);
+	if (!sigma)
+		return lt_err_set(err, LT_ENOMEM, "out of memory for %" PRId64 " singular values", k);
+	int rc = lt_job_in_child(job, spec_values, j, sigma, (size_t)k * sizeof *sigma, err);
+	if (!rc && !(j->s = lt_spectrum_from_values(sigma, rows, cols, lt_spectrum_fro2(w, rows, cols),
+						  lt_spectrum_route(rows, cols), err)))
+		rc = err->code;
+	free(sigma);
+	return rc;
 }
 
 static uint64_t spec_generation; /* bumped when a spectrum arrives */
@@ -636,8 +791,8 @@ static spec_slot *spectrum_of(tui *t, lt_tensor *x, uint64_t stamp)
 		if (scache[i].state != 1 && scache[i].used < scache[victim].used)
 			victim = i;
 	}
-	if (scache[victim].state == 1)
-		return NULL; /* every slot busy */
+	if (scache[victim].state == 1 || t->frozen)
+		return NULL; /* every slot busy, or nothing may be read now */
 	if (!lt_tensor_data(x, NULL)) /* converted here, so the worker only reads */
 		return NULL;
 	struct spec_job *j = calloc(1, sizeof *j);
@@ -694,7 +849,8 @@ void tui_draw_spec(tui *t, WINDOW *w)
 	spec_slot *sc = spectrum_of(t, c, 0);
 	spec_slot *ss = s == c ? sc : spectrum_of(t, s, stamp_of(t, tui_selected(t)->name, s));
 	if (!sc || !ss || sc->state == 1 || ss->state == 1) {
-		mvwaddnstr(w, 1, 1, "computing...", ww - 2);
+		mvwaddnstr(w, 1, 1, t->frozen && (!sc || !ss) ? "(shown when the running kernel ends)"
+							       : "computing...", ww - 2);
 		return;
 	}
 	if (sc->state == 3 || ss->state == 3) {
@@ -797,13 +953,12 @@ int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size)
 	int rc = 0;
 	if (pane == PANE_HIST) {
 		enum { BINS = 100 };
-		double lo, hi;
-		int64_t hc[BINS], hs[BINS];
-		if (!hist_range(t, c, t->hist_log, &lo, &hi) ||
-		    lt_stats_histogram(c, BINS, lo, hi, t->hist_log, hc, NULL) ||
-		    lt_stats_histogram(s, BINS, lo, hi, t->hist_log, hs, NULL)) {
+		const int64_t key[MEMO_KEY] = {BINS, t->hist_log};
+		hist *h = NULL;
+		if (hist_summary(c, s, key, (void **)&h, NULL)) {
 			rc = -1;
 		} else {
+			const int64_t *hc = h->hc, *hs = h->hs;
 			int64_t peak = 1;
 			for (int i = 0; i < BINS; i++)
 				peak = hc[i] > peak ? hc[i] : hs[i] > peak ? hs[i] : peak;
@@ -821,11 +976,12 @@ int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size)
 			}
 			fprintf(f, "\"/>\n");
 			char a[32], b[32];
-			snprintf(a, sizeof a, t->hist_log ? "1e%.1f" : "%.3g", lo);
-			snprintf(b, sizeof b, t->hist_log ? "1e%.1f" : "%.3g", hi);
+			snprintf(a, sizeof a, t->hist_log ? "1e%.1f" : "%.3g", h->lo);
+			snprintf(b, sizeof b, t->hist_log ? "1e%.1f" : "%.3g", h->hi);
 			svg_text(f, L, H - B + 18, "start", a);
 			svg_text(f, L + pw, H - B + 18, "end", b);
 		}
+		free(h);
 	} else if (pane == PANE_HEAT) {
 		lt_density *d = lt_density_of_tensor(t->heat_mode == 0 ? c : s, 96, 48, NULL);
 		if (!d) {
@@ -914,13 +1070,9 @@ void tui_caches_free(void)
 		lt_tensor_unref(zcache[i].t);
 		zcache[i].t = NULL;
 	}
-	for (int i = 0; i < 2; i++) {
-		lt_tensor_unref(hcache[i].t);
-		hcache[i].t = NULL;
-	}
-	heat_clear();
-	lt_tensor_unref(range_of.t);
-	range_of.t = NULL;
+	memo_clear(&hist_memo);
+	memo_clear(&heat_memo);
+	memo_clear(&filter_memo);
 	for (int i = 0; i < SPEC_CACHE; i++) {
 		lt_tensor_unref(scache[i].t);
 		lt_spectrum_free(scache[i].s);
@@ -945,13 +1097,14 @@ void tui_pane_sig(tui *t, int pane, uint64_t sig[TUI_SIG])
 		for (int i = 0; i < t->n_rows; i++) /* % zeros of every row */
 			sig[4] = sig[4] * 31 + (uint64_t)t->rows[i].zeros;
 		break;
-	case PANE_HIST: sig[4] = (uint64_t)t->hist_log; break;
+	case PANE_HIST: sig[4] = (uint64_t)t->hist_log | (uint64_t)summary_generation << 8; break;
 	case PANE_HEAT:
-		sig[4] = (uint64_t)t->heat_mode | (uint64_t)t->heat_zoom << 8;
+		sig[4] = (uint64_t)t->heat_mode | (uint64_t)t->heat_zoom << 8 | (uint64_t)summary_generation << 16;
 		sig[5] = (uint64_t)(uint32_t)t->heat_x | (uint64_t)(uint32_t)t->heat_y << 32;
 		break;
 	case PANE_SPEC: sig[4] = spec_generation; break;
 	default: break;
 	}
+	sig[8] = (uint64_t)t->frozen;
 	sig[9] = (uint64_t)t->sel;
 }

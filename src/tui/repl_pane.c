@@ -140,7 +140,11 @@ static void command(tui *t, const char *line)
 		tui_repl_print(t, msg);
 		return;
 	}
-	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec], :redraws N, :q, :q!");
+	if (!strcmp(verb, "latency")) {
+		tui_latency_report(t);
+		return;
+	}
+	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec], :redraws N, :latency, :q, :q!");
 }
 
 static void run_chunk(tui *t)
@@ -149,7 +153,8 @@ static void run_chunk(tui *t)
 	/* The statement may use OpenBLAS (evaluation, fine-tuning), whose
 	 * thread setting is global: the worker's jobs wait until it is done
 	 * (the measurements restart after it). */
-	lt_worker_quiesce(t->worker);
+	tui_quiesce(t);
+	t->not_timed++;
 	t->running = 1;
 	int rc = lt_repl_exec(L, 0);
 	t->running = 0;

@@ -214,6 +214,18 @@ static void draw_status(tui *t)
 	char line[640] = "", a[32], b[32];
 	size_t n = 0;
 	const char *arrow = t->utf8 ? "\u2192" : "->";
+	if (t->work) {
+		/* The model is being changed: its figures wait for the end. */
+		double f;
+		__atomic_load(&t->work->fraction, &f, __ATOMIC_RELAXED);
+		progress_bar(f, a, sizeof a);
+		snprintf(line, sizeof line, " BUSY | %s %s%3.0f%% (Esc or Ctrl-C stops)%s%s", t->work->label, a,
+			 100 * f, t->message[0] ? " | " : "", t->message);
+		mvaddnstr(y, 0, line, t->w);
+		if (t->color)
+			attroff(COLOR_PAIR(2));
+		return;
+	}
 	for (int compact = 0; compact < 2; compact++) {
 		n = 0;
 		line[0] = '\0';
@@ -455,12 +467,68 @@ void tui_pump(tui *t, const char *label, double fraction)
 		ungetch(ch);
 }
 
+/* ---- key latency -------------------------------------------------------------
+ * From input becoming readable to the screen showing the answer, per batch
+ * of keys read together; `:latency` reports them. Batches that ran a Lua
+ * statement are left out (that time is the statement's). */
+static void note_latency(tui *t, double t0)
+{
+	static int seen;
+	if (t->not_timed != seen) {
+		seen = t->not_timed;
+		return;
+	}
+	int cap = (int)(sizeof t->key_lat / sizeof *t->key_lat);
+	t->key_lat[t->n_key_lat++ % cap] = tui_now() - t0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+void tui_latency_report(tui *t)
+{
+	int cap = (int)(sizeof t->key_lat / sizeof *t->key_lat);
+	int n = t->n_key_lat < cap ? t->n_key_lat : cap;
+	char msg[200];
+	if (!n) {
+		tui_repl_print(t, "latency: no keys answered yet");
+	} else {
+		double v[sizeof t->key_lat / sizeof *t->key_lat];
+		memcpy(v, t->key_lat, (size_t)n * sizeof *v);
+		qsort(v, (size_t)n, sizeof *v, cmp_double);
+		snprintf(msg, sizeof msg, "latency: %d key batches answered: median %.1f ms, 95%% %.1f ms, max %.1f ms",
+			 n, 1e3 * v[n / 2], 1e3 * v[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1], 1e3 * v[n - 1]);
+		tui_repl_print(t, msg);
+	}
+	snprintf(msg, sizeof msg, "latency: the worker was stopped %d times for statements; longest wait %.1f ms",
+		 t->n_quiesce, 1e3 * t->quiesce_max);
+	tui_repl_print(t, msg);
+}
+
+void tui_quiesce(tui *t)
+{
+	double t0 = tui_now();
+	int busy = lt_worker_status(t->worker, NULL, 0, NULL, NULL);
+	lt_worker_quiesce(t->worker);
+	lt_worker_quiesce(t->quick);
+	if (busy) {
+		double dt = tui_now() - t0;
+		t->quiesce_max = dt > t->quiesce_max ? dt : t->quiesce_max;
+		t->n_quiesce++;
+	}
+}
+
 /* ---- long kernels from the REPL on the worker ----------------------------
  * Fine-tuning, previews and evaluations started from Lua run on the worker
- * thread while this loop keeps the terminal alive: the status line shows
- * their progress, Esc and Ctrl-C stop them, resizes are followed. Nothing
- * here reads the model (the work is changing it); the panes are drawn
- * again when it ends. */
+ * thread while this loop keeps the workbench alive: the status line shows
+ * their progress, Esc and Ctrl-C stop them, and keys that only look
+ * (moving, panes, zoom, help, mouse) are answered as usual. The panes read
+ * nothing new from the model meanwhile (frozen: the work is changing it),
+ * and keys that would run Lua (REPL input, c, r, u, q) wait in typeahead
+ * until the work ends. */
 struct offload {
 	lt_lua_work *w;
 	int rc, ran, done;
@@ -481,6 +549,19 @@ static void offload_done(void *arg, int rc, const lt_err *err)
 	((struct offload *)arg)->done = 1;
 }
 
+/* Keys that only change what is shown; the rest would run Lua. */
+static int looks_only(const tui *t, int ch)
+{
+	if (ch == KEY_RESIZE || ch == KEY_MOUSE || t->help)
+		return 1;
+	if (t->focus == PANE_REPL)
+		return ch == 29; /* Ctrl-]: back to the panes */
+	return ch != 'c' && ch != 'r' && ch != 'u' && ch != 'q';
+}
+
+static void handle_key(tui *t, int ch);
+static void note_latency(tui *t, double t0);
+
 static int tui_runner(void *ud, lt_lua_work *w)
 {
 	tui *t = ud;
@@ -490,41 +571,44 @@ static int tui_runner(void *ud, lt_lua_work *w)
 		__atomic_store_n(&w->offloaded, 0, __ATOMIC_RELEASE);
 		return w->run(w);
 	}
+	t->work = w;
+	t->frozen = 1;
+	t->dirty_all = 1;
 	while (!o.done) {
-		struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0}};
-		poll(fds, 2, 50);
+		tui_draw_all(t);
+		struct pollfd fds[3] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0},
+					{lt_worker_fd(t->quick), POLLIN, 0}};
+		poll(fds, 3, 50);
+		double t0 = tui_now();
 		lt_worker_collect(t->worker);
-		int ch;
+		lt_worker_collect(t->quick);
+		int ch, keys = 0;
 		while ((ch = getch()) != ERR) {
-			if (ch == 27 || ch == 3)
+			keys++;
+			if (ch == 27 || ch == 3) {
 				lt_lua_interrupt();
-			else if (ch == KEY_RESIZE)
-				layout(t);
+				snprintf(t->message, sizeof t->message, "stopping %s...", w->label);
+			} else if (ch == 29 && t->focus == PANE_REPL) {
+				t->focus = PANE_TABLE;
+				t->dirty_all = 1;
+			} else if (looks_only(t, ch)) {
+				handle_key(t, ch);
+			} else if (t->n_typeahead < (int)(sizeof t->typeahead / sizeof *t->typeahead)) {
+				t->typeahead[t->n_typeahead++] = ch;
+			}
 		}
-		double f;
-		__atomic_load(&w->fraction, &f, __ATOMIC_RELAXED);
-		char bar[24], line[256];
-		progress_bar(f, bar, sizeof bar);
-		snprintf(line, sizeof line, " BUSY | %s %s%3.0f%% (Esc or Ctrl-C stops)", w->label,
-			 bar, 100 * f);
-		move(t->h - 1, 0);
-		clrtoeol();
-		if (t->color)
-			attron(COLOR_PAIR(2));
-		mvaddnstr(t->h - 1, 0, line, t->w);
-		if (t->color)
-			attroff(COLOR_PAIR(2));
-		wnoutrefresh(stdscr);
-		if (t->win[PANE_REPL]) {
-			tui_repl_draw(t, t->win[PANE_REPL]);
-			wnoutrefresh(t->win[PANE_REPL]);
+		if (keys) {
+			tui_draw_all(t);
+			note_latency(t, t0);
 		}
-		doupdate();
 	}
+	t->work = NULL;
+	t->frozen = 0;
 	/* Cancelled before it started (the worker was shutting down): run it
 	 * here, so the caller always gets the work's own result. */
 	int rc = o.ran ? o.rc : w->run(w);
 	__atomic_store_n(&w->offloaded, 0, __ATOMIC_RELEASE);
+	t->rows_version = (uint64_t)-1; /* zero counts skipped while frozen */
 	t->redraw_all = t->dirty_all = 1;
 	return rc;
 }
@@ -546,6 +630,7 @@ static int confirm(tui *t, const char *question)
 	mvaddnstr(t->h - 1, 0, question, t->w);
 	attroff(A_BOLD);
 	refresh();
+	t->not_timed++;
 	int ch;
 	do {
 		struct pollfd in = {STDIN_FILENO, POLLIN, 0};
@@ -561,7 +646,7 @@ static int confirm(tui *t, const char *question)
  * errors carry no chunk position. */
 static void run_method(tui *t, const char *method)
 {
-	lt_worker_quiesce(t->worker);
+	tui_quiesce(t);
 	lua_getglobal(t->L, "model");
 	if (lua_getfield(t->L, -1, method) != LUA_TFUNCTION) {
 		lua_pop(t->L, 2);
@@ -746,8 +831,9 @@ int lt_tui_run(const lt_tui_opts *opts)
 			opts->model_path, opts->model_path);
 		return 2;
 	}
-	if (!(t->worker = lt_worker_new(&err))) {
+	if (!(t->worker = lt_worker_new(&err)) || !(t->quick = lt_worker_new(&err))) {
 		fprintf(stderr, "lathe: %s\n", err.msg);
+		lt_worker_free(t->worker);
 		lua_close(t->L);
 		return 1;
 	}
@@ -796,26 +882,45 @@ int lt_tui_run(const lt_tui_opts *opts)
 			snprintf(t->message, sizeof t->message, "cancelled");
 			t->dirty_all = 1;
 		}
+		/* Keys typed while a REPL kernel ran, in order. */
+		if (t->n_typeahead) {
+			int keys[sizeof t->typeahead / sizeof *t->typeahead], n = t->n_typeahead;
+			memcpy(keys, t->typeahead, (size_t)n * sizeof *keys);
+			t->n_typeahead = 0;
+			for (int i = 0; i < n && !t->quit; i++)
+				handle_key(t, keys[i]);
+		}
 		/* Draw when something changed; while the worker runs, its
 		 * progress is on the status line, so then every turn. */
 		int busy = lt_worker_status(t->worker, NULL, 0, NULL, NULL);
 		if (t->dirty_all || busy || was_busy)
 			tui_draw_all(t);
 		was_busy = busy;
-		struct pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0}};
+		struct pollfd fds[3] = {{STDIN_FILENO, POLLIN, 0}, {lt_worker_fd(t->worker), POLLIN, 0},
+					{lt_worker_fd(t->quick), POLLIN, 0}};
 		int waiting = t->bench && lt_bench_dirty(t->bench) && t->staged.state == 0;
-		int rc = poll(fds, 2, busy ? 100 : waiting ? 50 : 1000);
+		int rc = poll(fds, 3, busy ? 100 : waiting ? 50 : 1000);
 		if (rc < 0 && errno != EINTR)
 			break;
+		double t0 = tui_now();
 		if (fds[1].revents & POLLIN)
 			lt_worker_collect(t->worker);
+		if (fds[2].revents & POLLIN)
+			lt_worker_collect(t->quick);
 		/* Always ask: a resize (SIGWINCH interrupts poll) only shows as
 		 * KEY_RESIZE from getch. */
-		int ch;
-		while (!t->quit && (ch = getch()) != ERR)
+		int ch, keys = 0;
+		while (!t->quit && (ch = getch()) != ERR) {
 			handle_key(t, ch);
+			keys++;
+		}
+		if (keys && !t->quit) {
+			tui_draw_all(t);
+			note_latency(t, t0);
+		}
 	}
 	tui_repl_close(t);
+	lt_worker_free(t->quick);
 	lt_worker_free(t->worker);
 	endwin();
 	sigaction(SIGINT, &old, NULL);
