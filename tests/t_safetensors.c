@@ -434,6 +434,11 @@ static void test_reject(void)
 	expect_reject("empty file", bytes_blob(junk, 0), "too short");
 	expect_reject("7-byte file", bytes_blob(junk, 7), "too short");
 	expect_reject("header length 0", raw_blob(0, "", 0, NULL, 10), "header length is 0");
+	{
+		static const char text[] = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin\n";
+		expect_reject("a text file", bytes_blob((const uint8_t *)text, sizeof text - 1),
+			      "not a safetensors file");
+	}
 	expect_reject("header length 2^63", raw_blob(1ull << 63, "{}", 2, NULL, 0), "exceeds the limit");
 	expect_reject("header length over the cap",
 		      raw_blob(LT_SAFETENSORS_MAX_HEADER + 1ull, "{}", 2, NULL, 0), "exceeds the limit");

@@ -126,7 +126,7 @@ keys 'model:prune{sparsity=0.9}'
 press Enter
 expect_status "staged prune: status starts with STAGED" '^ STAGED \|'
 expect_status "staged prune: committed -> staged accuracy with its change" "acc $want → [0-9.]+% \\(-[0-9.]+\\)"
-expect_status "staged prune: size -> staged size (ratio)" 'size [0-9.]+ [KM]B → [0-9.]+ [KM]B \(x[0-9.]+\)'
+expect_status "staged prune: size -> staged size (ratio)" 'size [0-9.]+ [KM]iB → [0-9.]+ [KM]iB \([0-9.]+x\)'
 expect "table: % zeros of conv2.weight is 90.0" 'conv2\.weight +conv2d +\[50x20x5x5\] +25000 +90\.0'
 expect "REPL: the result of the statement is shown" 'zeros = '
 # a second change to a tensor the stage already owns (written in place)
@@ -140,7 +140,7 @@ sleep 0.3
 press r
 expect_status "rollback asks first" 'Roll back'
 press y
-expect_status "rollback restores the status line" "^ clean \\| acc $want \\| size [0-9.]+ MB \\(x1\\.00\\) \\| sparsity 0\\.0%"
+expect_status "rollback restores the status line" "^ clean \\| acc $want \\| size [0-9.]+ MiB \\(1\\.00x\\) \\| sparsity 0\\.0%"
 expect "rollback restores the table" 'conv2\.weight +conv2d +\[50x20x5x5\] +25000 +0\.0'
 
 # help overlay

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "core/model.h"
+#include "core/units.h"
 #include "io/idx.h"
 #include "io/open.h"
 
@@ -42,15 +43,7 @@ static const char *human_bytes(double b)
 {
 	static char buf[4][32];
 	static int next;
-	char *out = buf[next++ % 4];
-	const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int u = 0;
-	while (b >= 1024 && u < 4) {
-		b /= 1024;
-		u++;
-	}
-	snprintf(out, 32, u ? "%.2f %s" : "%.0f %s", b, unit[u]);
-	return out;
+	return lt_format_bytes(b, buf[next++ % 4], sizeof buf[0]);
 }
 
 static json_t *shape_json(int ndim, const int64_t *shape)

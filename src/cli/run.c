@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "core/clock.h"
+#include "core/units.h"
 #include "io/open.h"
 #include "lbind/lathe.h"
 #include "lbind/sandbox.h"
@@ -121,17 +122,6 @@ static void print_lua_error(const char *where, const char *msg)
 		fprintf(stderr, "%s\n", nl + 1);
 }
 
-static void human_bytes(double b, char *out, size_t n)
-{
-	const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	int u = 0;
-	while (b >= 1024 && u < 4) {
-		b /= 1024;
-		u++;
-	}
-	snprintf(out, n, u ? "%.2f %s" : "%.0f %s", b, unit[u]);
-}
-
 /* One line per step: what changed, accuracy (and change from step 0),
  * size and ratio. */
 static void print_summary(lt_bench *b)
@@ -158,7 +148,7 @@ static void print_summary(lt_bench *b)
 				if (i && have0)
 					snprintf(delta, sizeof delta, "%+.2f", 100 * (m->accuracy - acc0));
 			}
-			human_bytes((double)m->size, size, sizeof size);
+			lt_format_bytes((double)m->size, size, sizeof size);
 			snprintf(ratio, sizeof ratio, "%.2fx", m->ratio);
 			snprintf(sp, sizeof sp, "%.1f%%",
 				 m->params ? 100.0 * (1.0 - (double)m->nonzeros / (double)m->params) : 0.0);
@@ -354,7 +344,7 @@ int cmd_run(int argc, char **argv)
 			goto close;
 		}
 		char size[24];
-		human_bytes((double)lt_model_nbytes(lt_bench_committed(bench)), size, sizeof size);
+		lt_format_bytes((double)lt_model_nbytes(lt_bench_committed(bench)), size, sizeof size);
 		fprintf(stderr, "saved %s (%s)\n", out, size);
 	}
 	rc = EXIT_OK;

@@ -280,6 +280,13 @@ lt_model *lt_safetensors_parse(lt_blob *blob, lt_err *err)
 		lt_err_set(err, LT_EFORMAT, "header length is 0");
 		goto fail;
 	}
+	/* Another kind of file (text, another format) reads as an absurd
+	 * length: say what it is rather than what the length is. */
+	if ((hlen > LT_SAFETENSORS_MAX_HEADER || hlen > size - 8) && size > 8 && p[8] != '{') {
+		lt_err_set(err, LT_EFORMAT, "not a safetensors file (it should start with an 8-byte header "
+			   "length and a JSON header beginning with '{')");
+		goto fail;
+	}
 	if (hlen > LT_SAFETENSORS_MAX_HEADER) {
 		lt_err_set(err, LT_EFORMAT, "header length %" PRIu64 " exceeds the limit of %u bytes",
 			   hlen, LT_SAFETENSORS_MAX_HEADER);

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/mem.h"
+#include "core/units.h"
 #include "io/open.h"
 #include "kern/blas.h"
 #include "kern/prune.h"
@@ -768,10 +769,23 @@ static int m_gc(lua_State *L)
 	return 0;
 }
 
+/* model:close([{discard = true}]): staged changes are not dropped
+ * silently; a <close> variable's scope end (__close) always releases. */
 static int m_close(lua_State *L)
 {
+	static const char *const names[] = {"discard", NULL};
 	lmodel *lm = luaL_checkudata(L, 1, LT_MT_MODEL);
+	lt_check_opts(L, 2, "model:close", names);
+	if (lm->bench && lt_bench_dirty(lm->bench) && !lt_opt_bool(L, 2, "model:close", "discard", 0))
+		return luaL_error(L, "model:close: changes are staged; commit or roll back first, or "
+				  "close{discard = true} to drop them");
 	release(L, lm, 1);
+	return 0;
+}
+
+static int m_close_scope(lua_State *L)
+{
+	release(L, luaL_checkudata(L, 1, LT_MT_MODEL), 1);
 	return 0;
 }
 
@@ -927,9 +941,9 @@ static int preview_tostring(lua_State *L)
 		if (where)
 			snprintf(acc, sizeof acc, "largest relative error %.4f (%.40s), ", worst, where);
 	}
-	char buf[256];
-	snprintf(buf, sizeof buf, "preview: %ssize %.1f KiB -> %.1f KiB (%.2fx)", acc, csize / 1024,
-		 size / 1024, ratio);
+	char buf[256], from[32], to[32];
+	snprintf(buf, sizeof buf, "preview: %ssize %s -> %s (%.2fx)", acc,
+		 lt_format_bytes(csize, from, sizeof from), lt_format_bytes(size, to, sizeof to), ratio);
 	lua_pushstring(L, buf);
 	return 1;
 }
@@ -1324,7 +1338,7 @@ static const luaL_Reg model_methods[] = {
 };
 
 static const luaL_Reg model_meta[] = {
-	{"__gc", m_gc}, {"__close", m_close}, {"__tostring", m_tostring}, {"__len", m_len},
+	{"__gc", m_gc}, {"__close", m_close_scope}, {"__tostring", m_tostring}, {"__len", m_len},
 	{NULL, NULL}
 };
 

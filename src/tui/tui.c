@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "core/units.h"
 #include "lbind/lathe.h"
 #include "lbind/repl.h"
 #include "nn/eval.h"
@@ -182,15 +183,6 @@ void tui_frame(tui *t, WINDOW *w, int pane, const char *title)
 		wattroff(w, COLOR_PAIR(1));
 }
 
-static void human_bytes(double b, char *out, size_t n)
-{
-	const char *u[] = {"B", "KB", "MB", "GB", "TB"};
-	int i = 0;
-	while (b >= 1000 && i < 4)
-		b /= 1000, i++;
-	snprintf(out, n, i ? "%.2f %s" : "%.0f %s", b, u[i]);
-}
-
 /* "[#####.....] " for a fraction in [0, 1]: ten cells, ASCII so it reads
  * in any locale and in monochrome. */
 static void progress_bar(double f, char *out, size_t n)
@@ -264,13 +256,13 @@ static void draw_status(tui *t)
 			t->size_s_version = lt_bench_version(t->bench);
 		}
 		const lt_metrics cm = t->size_c, sm = t->size_s;
-		human_bytes((double)cm.size, a, sizeof a);
+		lt_format_bytes((double)cm.size, a, sizeof a);
 		n += (size_t)snprintf(line + n, sizeof line - n, compact ? " | %s" : " | size %s", a);
 		if (dirty) {
-			human_bytes((double)sm.size, b, sizeof b);
+			lt_format_bytes((double)sm.size, b, sizeof b);
 			n += (size_t)snprintf(line + n, sizeof line - n, " %s %s", arrow, b);
 		}
-		n += (size_t)snprintf(line + n, sizeof line - n, " (x%.2f)", sm.ratio);
+		n += (size_t)snprintf(line + n, sizeof line - n, " (%.2fx)", sm.ratio);
 		n += (size_t)snprintf(line + n, sizeof line - n, compact ? " | %.1f%% zeros" : " | sparsity %.1f%%",
 				      sm.params ? 100.0 * (double)(sm.params - sm.nonzeros) / (double)sm.params : 0.0);
 		char label[64];

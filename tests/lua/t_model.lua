@@ -126,7 +126,10 @@ if have_train then
 	T.raises(function() g.fc1:prune{sparsity = 0.5, layers = {"fc2"}} end, "applies to a model, not to a layer",
 		"layers option only for a model")
 	local layer, tensor = g.fc1, g.fc2.weight
-	g:close()
+	T.raises(function() g:close() end, "changes are staged", "close refuses to drop staged changes")
+	T.ok(g.fc1.weight:stats().zeros == z, "the model is still open after the refusal")
+	T.raises(function() g:close{discrad = true} end, "unknown option 'discrad'", "close options checked")
+	g:close{discard = true}
 	T.raises(function() return layer.weight end, "its model was closed", "a layer of a closed model raises")
 	T.raises(function() tensor:mul(2) end, "its model was closed", "a tensor of a closed model raises")
 	T.ok(pcall(function() return f.fc1.weight:stats() end), "other models stay usable")
