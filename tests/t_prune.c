@@ -2,6 +2,8 @@
  * made by gen_prune_fixtures.py), plus ties, masks that only grow, random
  * pruning and allocation failures. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/mem.h"
@@ -51,6 +53,137 @@ static void against_torch(const char *name, double sparsity)
 	lt_tensor_unref(p);
 }
 
+/* Global magnitude pruning of the three gNN weights against torch. */
+static void global_against_torch(const char *tag)
+{
+	lt_err err = {0};
+	char name[16];
+	lt_prune_part parts[3];
+	float *masks[3] = {0};
+	int64_t total = 0;
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof name, "w%d", i);
+		lt_tensor *w = ref_t(tag, name);
+		parts[i] = (lt_prune_part){lt_tensor_data(w, &err), NULL, lt_tensor_numel(w), NULL, NULL};
+		parts[i].mask = masks[i] = malloc((size_t)parts[i].n * sizeof(float));
+		total += parts[i].n;
+	}
+	int rc = lt_prune_magnitude_parts(parts, 3, ref_k(tag), &err);
+	int same = rc == 0;
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof name, "mask%d", i);
+		const float *want = lt_tensor_data(ref_t(tag, name), &err);
+		for (int64_t j = 0; same && j < parts[i].n; j++)
+			same = masks[i][j] == want[j];
+		free(masks[i]);
+	}
+	tap_ok(same, "%s: global selection over 3 tensors (%lld of %lld) equals torch's global_unstructured",
+	       tag, (long long)ref_k(tag), (long long)total);
+
+	/* The same through lt_prune_global on the tensors. */
+	lt_tensor *in[3], *out[3];
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof name, "w%d", i);
+		in[i] = ref_t(tag, name);
+	}
+	int rc2 = lt_prune_global(in, 3, (double)ref_k(tag) / (double)total, out, &err);
+	same = rc2 == 0;
+	for (int i = 0; same && i < 3; i++) {
+		snprintf(name, sizeof name, "mask%d", i);
+		const float *want = lt_tensor_data(ref_t(tag, name), &err);
+		const float *got = lt_tensor_data(lt_tensor_mask(out[i]), &err);
+		const float *v = lt_tensor_data(out[i], &err), *w = lt_tensor_data(in[i], &err);
+		for (int64_t j = 0; same && j < lt_tensor_numel(in[i]); j++)
+			same = got[j] == want[j] && v[j] == (want[j] != 0.0f ? w[j] : 0.0f);
+	}
+	tap_ok(same, "%s: lt_prune_global gives torch's masks and the masked values", tag);
+	for (int i = 0; rc2 == 0 && i < 3; i++)
+		lt_tensor_unref(out[i]);
+	int fails = 0, ok = 1;
+	for (long i = 0; i < 12; i++) {
+		lt_mem_fail_after(i);
+		int r = lt_prune_global(in, 3, 0.5, out, &err);
+		lt_mem_fail_after(-1);
+		if (r) {
+			fails++;
+			ok &= r == LT_ENOMEM && !out[0] && !out[1] && !out[2];
+		} else {
+			for (int j = 0; j < 3; j++)
+				lt_tensor_unref(out[j]);
+		}
+	}
+	tap_ok(fails > 0 && ok, "%s: lt_prune_global allocation failures: LT_ENOMEM, no tensors (%d)", tag, fails);
+}
+
+/* The reference rule by sorting: key (masked first, then |w|, then the
+ * global index); the first k are pruned. */
+typedef struct { int masked; float mag; int64_t index; } ranked;
+static int ranked_cmp(const void *a, const void *b)
+{
+	const ranked *x = a, *y = b;
+	if (x->masked != y->masked)
+		return y->masked - x->masked;
+	if (x->mag != y->mag)
+		return (x->mag > y->mag) - (x->mag < y->mag);
+	return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Large inputs go through several threads: compare with the sort. */
+static void large_against_sort(void)
+{
+	lt_err err = {0};
+	const int64_t len[3] = {1500000, 7, 2100001};
+	int64_t total = len[0] + len[1] + len[2];
+	float *w[3], *old[3], *mask[3], *out[3];
+	lt_prune_part parts[3];
+	ranked *r = malloc((size_t)total * sizeof *r);
+	uint64_t x = 88172645463325252ull;
+	int64_t g = 0;
+	for (int p = 0; p < 3; p++) {
+		w[p] = malloc((size_t)len[p] * sizeof(float));
+		old[p] = malloc((size_t)len[p] * sizeof(float));
+		mask[p] = malloc((size_t)len[p] * sizeof(float));
+		out[p] = malloc((size_t)len[p] * sizeof(float));
+		for (int64_t i = 0; i < len[p]; i++, g++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			/* few distinct magnitudes: many ties across slices and parts */
+			w[p][i] = (float)((int)(x % 2001) - 1000) / 64.0f;
+			old[p][i] = x % 97 == 0 ? 0.0f : 1.0f;
+			r[g] = (ranked){old[p][i] == 0.0f, fabsf(w[p][i]), g};
+		}
+		parts[p] = (lt_prune_part){w[p], old[p], len[p], mask[p], out[p]};
+	}
+	qsort(r, (size_t)total, sizeof *r, ranked_cmp);
+	const int64_t ks[] = {0, 1, total / 3, total * 9 / 10, total - 1, total};
+	for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {
+		int64_t k = ks[c];
+		int rc = lt_prune_magnitude_parts(parts, 3, k, &err);
+		char *want = calloc((size_t)total, 1);
+		int64_t held = 0;
+		for (int64_t i = 0; i < total; i++)
+			held += r[i].masked;
+		for (int64_t i = 0; i < (k > held ? k : held); i++)
+			want[r[i].index] = 1;
+		int same = rc == 0, outs = rc == 0;
+		for (int p = 0, gi = 0; p < 3; p++)
+			for (int64_t i = 0; i < len[p]; i++, gi++) {
+				same &= (mask[p][i] == 0.0f) == want[gi];
+				outs &= out[p][i] == (mask[p][i] != 0.0f ? w[p][i] : 0.0f);
+			}
+		tap_ok(same && outs, "%lld elements in 3 parts, ties and old masks, k = %lld: masks and values as "
+		       "the sorted reference", (long long)total, (long long)k);
+		free(want);
+	}
+	for (int p = 0; p < 3; p++) {
+		free(w[p]);
+		free(old[p]);
+		free(mask[p]);
+		free(out[p]);
+	}
+	free(r);
+	tap_ok(lt_prune_magnitude_parts(parts, 0, 1, &err) == LT_EINVAL, "k above the total refused: %s", err.msg);
+}
+
 int main(void)
 {
 	lt_err err = {0};
@@ -62,6 +195,9 @@ int main(void)
 	against_torch("fc123", 0.123);
 	against_torch("conv66", 0.66);
 	against_torch("vec50", 0.5);
+	global_against_torch("g60");
+	global_against_torch("g93");
+	large_against_sort();
 
 	/* torch prunes 60 % of what is left; lathe's sparsity is of the whole
 	 * tensor, so the same mask comes from the total. */

@@ -188,6 +188,31 @@ fi
 keys ":export svg $T/spec.svg spec"
 press Enter
 expect "export of the spectrum" "exported spectrum"
+# a sensitivity sweep runs on the worker and its curves replace the
+# spectrum (v goes back); it exports like the other plots
+keys 'r = lathe.sensitivity(model, {sparsities = {0.5, 0.9, 0.99}, limit = 500})'
+press Enter
+expect "sensitivity: its curves are drawn" 'Sensitivity \(v: spectrum\)'
+expect "sensitivity: a legend names the layers" 'a conv1 +b conv2'
+keys ":export svg $T/sens.svg sens"
+press Enter
+expect "export of the sensitivity plot" "exported the sensitivity analysis"
+if grep -c '<polyline' "$T/sens.svg" 2>/dev/null | grep -qx 4 && tail -n 1 "$T/sens.svg" | grep -q '</svg>'; then
+	ok "sensitivity SVG: one curve per layer, complete"
+else
+	not_ok "sensitivity SVG: one curve per layer, complete" "file:"
+	diag_file "$T/sens.svg" 5
+fi
+press C-]
+sleep 0.3
+press Tab Tab Tab
+pause
+press v
+expect "v on the plot goes back to the spectrum" 'Singular values conv2\.weight'
+press BTab BTab BTab
+pause
+press :
+pause
 keys ":latency"
 press Enter
 expect ":latency reports how fast keys were answered" 'latency: [0-9]+ key batches answered: median [0-9.]+ ms'

@@ -787,6 +787,8 @@ static const luaL_Reg lathe_funcs[] = {
 	{"prune", lt_l_prune},
 	{"cast", lt_l_cast},
 	{"finetune", lt_l_finetune},
+	{"sensitivity", lt_l_sensitivity},
+	{"choose_sparsities", lt_l_choose_sparsities},
 	{"atomic", l_atomic},
 	{"params", l_params},
 	{"set_data", l_set_data},

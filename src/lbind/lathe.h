@@ -78,6 +78,11 @@ void lt_lua_work_progress(lua_State *L, lt_lua_work *w, double fraction, const c
 void lt_lua_set_commit_preview(lua_State *L, int on);
 int lt_lua_commit_preview(lua_State *L);
 
+/* The last sensitivity sweep run in this state (lathe.sensitivity), or
+ * NULL; valid until the next sweep. */
+struct lt_sensitivity;
+const struct lt_sensitivity *lt_lua_last_sensitivity(lua_State *L);
+
 /* The bench of the Model value at idx (borrowed), or NULL if it is not an
  * open model. */
 lt_bench *lt_lua_to_bench(lua_State *L, int idx);

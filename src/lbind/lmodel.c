@@ -12,6 +12,7 @@
 #include "io/open.h"
 #include "kern/blas.h"
 #include "kern/prune.h"
+#include "work/sensitivity.h"
 #include "lbind/internal.h"
 #include "lbind/lathe.h"
 #include "lbind/sandbox.h"
@@ -438,10 +439,12 @@ static void journal_kernel(lua_State *L, lt_bench *b, const char *fname, int tar
 	lua_pop(L, 1);
 }
 
-/* lathe.prune(target, {sparsity= | threshold=, method=, seed=, layers=, bias=}) */
+/* lathe.prune(target, {sparsity= | threshold=, method=, seed=, layers=, bias=,
+ * global=}) */
 int lt_l_prune(lua_State *L)
 {
-	static const char *const names[] = {"sparsity", "threshold", "method", "seed", "layers", "bias", NULL};
+	static const char *const names[] = {"sparsity", "threshold", "method", "seed", "layers", "bias",
+		"global", NULL};
 	const char *fname = "lathe.prune";
 	lua_settop(L, 2);
 	check_target(L, 1, fname);
@@ -474,6 +477,10 @@ int lt_l_prune(lua_State *L)
 	spec.sparsity = spec.by_threshold ? 0 : sparsity;
 	spec.threshold = (float)threshold;
 	spec.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
+	int global = lt_opt_bool(L, 2, fname, "global", 0);
+	if (global && (has_threshold || spec.method != LT_PRUNE_MAGNITUDE))
+		return luaL_error(L, "%s: global = true ranks magnitudes across the tensors: give a sparsity "
+				  "(with method = \"magnitude\")", fname);
 	lt_bench *b = NULL;
 	collect_targets(L, 1, 2, fname, &b);
 	int list = lua_gettop(L);
@@ -486,13 +493,18 @@ int lt_l_prune(lua_State *L)
 	lt_err err = {0};
 	int rc = 0;
 	int64_t zeros = 0, total = 0;
-	for (lua_Integer i = 0; i < n && !rc; i++) {
+	lt_tensor **from = lua_newuserdatauv(L, (size_t)n * sizeof *from, 0);
+	for (lua_Integer i = 0; i < n; i++) {
 		lua_rawgeti(L, list, i + 1);
-		lt_tensor *t = lt_model_tensor(lt_bench_staged(b), lua_tostring(L, -1));
+		from[i] = lt_model_tensor(lt_bench_staged(b), lua_tostring(L, -1));
 		lua_pop(L, 1);
+	}
+	if (global)
+		rc = lt_prune_global(from, (int)n, spec.sparsity, made, &err);
+	for (lua_Integer i = 0; i < n && !rc && !global; i++) {
 		lt_prune_spec s = spec;
 		s.seed = spec.seed + (uint64_t)i; /* a different stream per tensor */
-		if (!(made[i] = lt_prune_tensor(t, &s, &err)))
+		if (!(made[i] = lt_prune_tensor(from[i], &s, &err)))
 			rc = err.code;
 	}
 	for (lua_Integer i = 0; i < n && !rc; i++) {
@@ -507,14 +519,319 @@ int lt_l_prune(lua_State *L)
 	if (rc)
 		return lt_lraise(L, fname, &err);
 	journal_kernel(L, b, "prune", 1, 2);
-	lua_createtable(L, 0, 3);
+	lua_createtable(L, 0, 4);
 	lua_pushvalue(L, list);
 	lua_setfield(L, -2, "tensors");
+	/* each tensor's own sparsity (they differ under global = true) */
+	lua_createtable(L, 0, (int)n);
+	for (lua_Integer i = 0; i < n; i++) {
+		lua_rawgeti(L, list, i + 1);
+		lt_tensor *t = lt_model_tensor(lt_bench_staged(b), lua_tostring(L, -1));
+		int64_t len = lt_tensor_numel(t);
+		lua_pushnumber(L, len ? (double)lt_tensor_count_zeros(t) / (double)len : 0.0);
+		lua_settable(L, -3);
+	}
+	lua_setfield(L, -2, "sparsities");
 	lua_pushinteger(L, zeros);
 	lua_setfield(L, -2, "zeros");
 	lua_pushnumber(L, total ? (double)zeros / (double)total : 0.0);
 	lua_setfield(L, -2, "sparsity");
 	return 1;
+}
+
+/* ---- sensitivity ------------------------------------------------------ */
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, int64_t v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* The layer (graph node) whose weight a tensor is, or the tensor's name. */
+static const char *layer_of(lt_model *m, const char *tensor)
+{
+	const lt_graph *g = lt_model_graph(m);
+	for (int i = 0; g && i < g->n_nodes; i++)
+		if (g->nodes[i].params[LT_P_WEIGHT] && !strcmp(g->nodes[i].params[LT_P_WEIGHT], tensor))
+			return g->nodes[i].name;
+	return tensor;
+}
+
+struct sens_ctx {
+	lua_State *L;
+	lt_lua_work work;
+	lt_bench *bench;
+	const lt_sensitivity_opts *o;
+	lt_sensitivity *result;
+	lt_err *err;
+};
+
+static int sens_progress(void *ud, int64_t done, int64_t total)
+{
+	struct sens_ctx *c = ud;
+	if (lt_lua_interrupted())
+		return 1;
+	lt_lua_work_progress(c->L, &c->work, total ? (double)done / (double)total : 1.0, NULL);
+	return 0;
+}
+
+static int sens_work(lt_lua_work *w)
+{
+	struct sens_ctx *c = w->arg;
+	c->result = lt_sensitivity_run(c->bench, c->o, c->err);
+	return c->result ? 0 : c->err->code;
+}
+
+/* The last sweep, for displays (the workbench plots it): a userdata in the
+ * registry owning the C result. */
+#define LAST_SENSITIVITY "lathe.last_sensitivity"
+
+static int sens_gc(lua_State *L)
+{
+	lt_sensitivity **p = lua_touserdata(L, 1);
+	lt_sensitivity_free(*p);
+	*p = NULL;
+	return 0;
+}
+
+static void keep_last(lua_State *L, lt_sensitivity *s)
+{
+	lt_sensitivity **p = lua_newuserdatauv(L, sizeof *p, 0);
+	*p = s;
+	lua_createtable(L, 0, 1);
+	lua_pushcfunction(L, sens_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_setmetatable(L, -2);
+	lua_setfield(L, LUA_REGISTRYINDEX, LAST_SENSITIVITY);
+}
+
+const lt_sensitivity *lt_lua_last_sensitivity(lua_State *L)
+{
+	lua_getfield(L, LUA_REGISTRYINDEX, LAST_SENSITIVITY);
+	lt_sensitivity **p = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	return p ? *p : NULL;
+}
+
+/* tostring of a sensitivity table: accuracy per layer and sparsity. */
+static int sens_tostring(lua_State *L)
+{
+	lt_sbuf *b = lt_sbuf_new(L);
+	char cell[96];
+	lua_getfield(L, 1, "baseline");
+	snprintf(cell, sizeof cell, "sensitivity (accuracy %%, baseline %.2f):\n%-16s %9s",
+		 100 * lua_tonumber(L, -1), "layer", "params");
+	lua_pop(L, 1);
+	lt_sbuf_adds(L, b, cell);
+	lua_getfield(L, 1, "sparsities");
+	for (lua_Integer j = 1; j <= (lua_Integer)lua_rawlen(L, -1); j++) {
+		lua_rawgeti(L, -1, j);
+		snprintf(cell, sizeof cell, " %5.0f%%", 100 * lua_tonumber(L, -1));
+		lua_pop(L, 1);
+		lt_sbuf_adds(L, b, cell);
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "layers");
+	for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+		lua_rawgeti(L, -1, i);
+		lua_getfield(L, -1, "name");
+		lua_getfield(L, -2, "params");
+		snprintf(cell, sizeof cell, "\n%-16.16s %9lld", lua_tostring(L, -2), (long long)lua_tointeger(L, -1));
+		lua_pop(L, 2);
+		lt_sbuf_adds(L, b, cell);
+		lua_getfield(L, -1, "accuracy");
+		for (lua_Integer j = 1; j <= (lua_Integer)lua_rawlen(L, -1); j++) {
+			lua_rawgeti(L, -1, j);
+			snprintf(cell, sizeof cell, " %6.2f", 100 * lua_tonumber(L, -1));
+			lua_pop(L, 1);
+			lt_sbuf_adds(L, b, cell);
+		}
+		lua_pop(L, 2);
+	}
+	lua_pop(L, 1);
+	lt_sbuf_result(L, b, -1);
+	return 1;
+}
+
+/* lathe.sensitivity(model, {sparsities=, layers=, method=, seed=, split=,
+ * limit=, threads=, batch=}): each layer's weight pruned alone to each
+ * sparsity, accuracy measured; the stage is not changed. */
+int lt_l_sensitivity(lua_State *L)
+{
+	static const char *const names[] = {"sparsities", "layers", "method", "seed", "split", "limit",
+		"threads", "batch", NULL};
+	const char *fname = "lathe.sensitivity";
+	lua_settop(L, 2);
+	if (!luaL_testudata(L, 1, LT_MT_MODEL))
+		return luaL_error(L, "%s: expected a model (got %s)", fname, luaL_typename(L, 1));
+	lt_check_opts(L, 2, fname, names);
+	lt_sensitivity_opts o = {.method = LT_PRUNE_MAGNITUDE};
+	const char *method = lt_opt_string(L, 2, fname, "method", "magnitude");
+	if (!strcmp(method, "random"))
+		o.method = LT_PRUNE_RANDOM;
+	else if (strcmp(method, "magnitude"))
+		return luaL_error(L, "%s: unknown method '%s' (expected magnitude or random)", fname, method);
+	o.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
+	static const double default_levels[] = {0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98};
+	double levels[64];
+	int nl = 0;
+	if (!lua_isnil(L, 2) && lua_getfield(L, 2, "sparsities") != LUA_TNIL) {
+		if (!lua_istable(L, -1) || lua_rawlen(L, -1) < 1 || lua_rawlen(L, -1) > 64)
+			return luaL_error(L, "%s: sparsities must be a list of 1 to 64 fractions", fname);
+		for (nl = 0; nl < (int)lua_rawlen(L, -1); nl++) {
+			lua_rawgeti(L, -1, nl + 1);
+			int isnum;
+			levels[nl] = lua_tonumberx(L, -1, &isnum);
+			lua_pop(L, 1);
+			if (!isnum)
+				return luaL_error(L, "%s: sparsities[%d] is not a number", fname, nl + 1);
+		}
+	} else {
+		nl = (int)(sizeof default_levels / sizeof *default_levels);
+		memcpy(levels, default_levels, sizeof default_levels);
+	}
+	if (!lua_isnil(L, 2))
+		lua_pop(L, 1);
+	o.levels = levels;
+	o.n_levels = nl;
+	const char *split = lt_opt_string(L, 2, fname, "split", "val");
+	lua_Integer limit = lt_opt_integer(L, 2, fname, "limit", 0);
+	lua_Integer threads = lt_opt_integer(L, 2, fname, "threads", 0);
+	lua_Integer batch = lt_opt_integer(L, 2, fname, "batch", 1000);
+	if (limit < 0 || threads < 0 || threads > 256 || batch < 1 || batch > 1000000)
+		return luaL_error(L, "%s: limit must be 0 (all) or more, threads 0 (one per core) to 256, "
+				  "batch 1 to 1000000", fname);
+	lt_bench *b = NULL;
+	collect_targets(L, 1, 2, fname, &b);
+	int list = lua_gettop(L);
+	o.n_tensors = (int)lua_rawlen(L, list);
+	const char **tensors = lua_newuserdatauv(L, (size_t)(o.n_tensors ? o.n_tensors : 1) * sizeof *tensors, 0);
+	for (int i = 0; i < o.n_tensors; i++) {
+		lua_rawgeti(L, list, i + 1);
+		tensors[i] = lua_tostring(L, -1); /* anchored by list */
+		lua_pop(L, 1);
+	}
+	o.tensors = tensors;
+	lt_model *stage = lt_bench_staged(b);
+	if (!lt_model_graph(stage))
+		return luaL_error(L, "%s: the model has no architecture (weights only), so it cannot be evaluated",
+				  fname);
+	lt_dataset view;
+	lt_lstate_dataset(L, split, limit, &view);
+	char key[512];
+	snprintf(key, sizeof key, "%s:%lld:%s", split, (long long)view.n, view.source ? view.source : "");
+	struct sens_ctx ctx = {.L = L, .work = {.label = "sensitivity", .run = sens_work}, .bench = b, .o = &o};
+	lt_err err;
+	ctx.work.arg = &ctx;
+	ctx.err = &err;
+	o.eval = (lt_preview_opts){.data = &view, .data_key = key, .threads = (int)threads, .batch = (int)batch,
+				   .progress = sens_progress, .progress_ud = &ctx};
+	int rc = lt_lua_run_work(L, &ctx.work);
+	lt_lua_progress(L, "sensitivity", 1.0, NULL);
+	if (rc)
+		return lt_lraise(L, fname, &err);
+	lt_sensitivity *s = ctx.result;
+
+	lua_createtable(L, 0, 5);
+	set_num(L, "baseline", s->baseline);
+	set_int(L, "images", s->images);
+	lua_pushstring(L, split);
+	lua_setfield(L, -2, "split");
+	lua_createtable(L, nl, 0);
+	for (int j = 0; j < nl; j++) {
+		lua_pushnumber(L, s->levels[j]);
+		lua_rawseti(L, -2, j + 1);
+	}
+	lua_setfield(L, -2, "sparsities");
+	lua_createtable(L, s->n_tensors, 0);
+	for (int i = 0; i < s->n_tensors; i++) {
+		lua_createtable(L, 0, 4);
+		lua_pushstring(L, layer_of(stage, s->tensors[i]));
+		lua_setfield(L, -2, "name");
+		lua_pushstring(L, s->tensors[i]);
+		lua_setfield(L, -2, "tensor");
+		set_int(L, "params", s->params[i]);
+		lua_createtable(L, nl, 0);
+		for (int j = 0; j < nl; j++) {
+			lua_pushnumber(L, s->accuracy[(size_t)i * (size_t)nl + (size_t)j]);
+			lua_rawseti(L, -2, j + 1);
+		}
+		lua_setfield(L, -2, "accuracy");
+		lua_rawseti(L, -2, i + 1);
+	}
+	lua_setfield(L, -2, "layers");
+	lua_createtable(L, 0, 1);
+	lua_pushcfunction(L, sens_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_setmetatable(L, -2);
+	keep_last(L, s);
+	return 1;
+}
+
+/* lathe.choose_sparsities(result, {budget = 0.01}) -> {layer = sparsity},
+ * weights removed: the greedy choice of lt_sensitivity_choose over a table
+ * as lathe.sensitivity returns it. */
+int lt_l_choose_sparsities(lua_State *L)
+{
+	static const char *const names[] = {"budget", NULL};
+	const char *fname = "lathe.choose_sparsities";
+	lua_settop(L, 2);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lt_check_opts(L, 2, fname, names);
+	double budget = lt_opt_number(L, 2, fname, "budget", NAN);
+	if (!(budget >= 0 && budget <= 1))
+		return luaL_error(L, "%s: give {budget = B}, the accuracy you accept to lose as a fraction "
+				  "(0.01 is one point)", fname);
+	lt_sensitivity s = {0};
+	lua_getfield(L, 1, "baseline");
+	lua_getfield(L, 1, "sparsities");
+	lua_getfield(L, 1, "layers");
+	if (!lua_isnumber(L, -3) || !lua_istable(L, -2) || !lua_istable(L, -1))
+		return luaL_error(L, "%s: expected the table lathe.sensitivity returns", fname);
+	s.baseline = lua_tonumber(L, -3);
+	s.n_levels = (int)lua_rawlen(L, -2);
+	s.n_tensors = (int)lua_rawlen(L, -1);
+	s.levels = lua_newuserdatauv(L, (size_t)(s.n_levels + 1) * sizeof *s.levels, 0);
+	s.params = lua_newuserdatauv(L, (size_t)(s.n_tensors + 1) * sizeof *s.params, 0);
+	s.accuracy = lua_newuserdatauv(L, (size_t)(s.n_tensors * s.n_levels + 1) * sizeof *s.accuracy, 0);
+	double *chosen = lua_newuserdatauv(L, (size_t)(s.n_tensors + 1) * sizeof *chosen, 0);
+	int layers = lua_gettop(L) - 4, levels = layers - 1;
+	for (int j = 0; j < s.n_levels; j++) {
+		lua_rawgeti(L, levels, j + 1);
+		s.levels[j] = lua_tonumber(L, -1);
+		lua_pop(L, 1);
+	}
+	for (int i = 0; i < s.n_tensors; i++) {
+		lua_rawgeti(L, layers, i + 1);
+		lua_getfield(L, -1, "params");
+		lua_getfield(L, -2, "accuracy");
+		if (!lua_isinteger(L, -2) || !lua_istable(L, -1) || (int)lua_rawlen(L, -1) != s.n_levels)
+			return luaL_error(L, "%s: layers[%d] needs params and one accuracy per sparsity", fname, i + 1);
+		s.params[i] = lua_tointeger(L, -2);
+		for (int j = 0; j < s.n_levels; j++) {
+			lua_rawgeti(L, -1, j + 1);
+			s.accuracy[(size_t)i * (size_t)s.n_levels + (size_t)j] = lua_tonumber(L, -1);
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 3);
+	}
+	int64_t removed = lt_sensitivity_choose(&s, budget, chosen);
+	lua_createtable(L, 0, s.n_tensors);
+	for (int i = 0; i < s.n_tensors; i++) {
+		lua_rawgeti(L, layers, i + 1);
+		lua_getfield(L, -1, "name");
+		lua_pushnumber(L, chosen[i]);
+		lua_settable(L, -4);
+		lua_pop(L, 1);
+	}
+	lua_pushinteger(L, removed);
+	return 2;
 }
 
 /* lathe.cast(target, {dtype = "f16" | "bf16" | "f32", layers=, bias=}) */
@@ -789,17 +1106,6 @@ static int m_close_scope(lua_State *L)
 	return 0;
 }
 
-static void set_num(lua_State *L, const char *k, double v)
-{
-	lua_pushnumber(L, v);
-	lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, int64_t v)
-{
-	lua_pushinteger(L, v);
-	lua_setfield(L, -2, k);
-}
 
 static void push_metrics(lua_State *L, const lt_metrics *m)
 {
@@ -1235,6 +1541,7 @@ static int m_dirty(lua_State *L)
 }
 
 static int m_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
+static int m_sensitivity(lua_State *L) { return lt_l_sensitivity(L); }
 static int m_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
 static int m_finetune(lua_State *L) { return lt_call_kernel(L, lt_l_finetune); }
 
@@ -1332,7 +1639,7 @@ static const luaL_Reg model_methods[] = {
 	{"history", m_history}, {"journal", m_journal}, {"save_recipe", m_save_recipe},
 	{"save", m_save}, {"eval", m_eval}, {"info", m_info}, {"is_dirty", m_dirty},
 	{"layer", m_layer}, {"tensor", m_tensor}, {"tensors", m_tensors},
-	{"prune", m_prune}, {"cast", m_cast}, {"finetune", m_finetune},
+	{"prune", m_prune}, {"cast", m_cast}, {"finetune", m_finetune}, {"sensitivity", m_sensitivity},
 	{"close", m_close},
 	{NULL, NULL}
 };

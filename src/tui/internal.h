@@ -12,6 +12,8 @@
 #include "work/bench.h"
 
 enum { PANE_TABLE, PANE_HIST, PANE_HEAT, PANE_SPEC, PANE_REPL, PANE_COUNT };
+/* tui_export_svg only: the last sensitivity sweep (shown in the spectrum pane) */
+enum { PLOT_SENS = PANE_COUNT };
 
 /* One row of the layer table: a tensor of the staged model. */
 typedef struct tui_row {
@@ -59,6 +61,8 @@ typedef struct tui {
 	int hist_log;
 	int heat_mode;         /* 0 committed, 1 staged, 2 difference */
 	int heat_zoom, heat_x, heat_y;
+	int spec_view;         /* 1: the last sensitivity sweep instead */
+	const void *sens_seen; /* the sweep last switched to */
 
 	/* status */
 	uint64_t seen_version;

@@ -14,6 +14,8 @@
 #include "kern/density.h"
 #include "kern/spectrum.h"
 #include "kern/stats.h"
+#include "lbind/lathe.h"
+#include "work/sensitivity.h"
 #include "tui/internal.h"
 
 /* ---- layer table ---------------------------------------------------------- */
@@ -193,7 +195,12 @@ void tui_draw_table(tui *t, WINDOW *w)
 		char zf[16] = "   ...";
 		if (r->zeros >= 0)
 			snprintf(zf, sizeof zf, "%6.1f", r->params ? 100.0 * (double)r->zeros / (double)r->params : 0);
-		k = snprintf(line, sizeof line, "%-*.*s", nw, nw, r->name);
+		int len = (int)strlen(r->name);
+		if (len > nw) { /* cut in the middle, with a mark: both ends tell layers apart */
+			int head = (nw - 1) / 2, tail = nw - 1 - head;
+			k = snprintf(line, sizeof line, "%.*s~%s", head, r->name, r->name + len - tail);
+		} else
+			k = snprintf(line, sizeof line, "%-*s", nw, r->name);
 		if (show_op)
 			k += snprintf(line + k, sizeof line - (size_t)k, " %-6.6s", r->op);
 		k += snprintf(line + k, sizeof line - (size_t)k, " %-*.*s %7s %6s", shape_w, shape_w,
@@ -513,6 +520,14 @@ int tui_plot_key(tui *t, int pane, int key)
 		t->hist_log = !t->hist_log;
 		return 1;
 	}
+	if (pane == PANE_SPEC && key == 'v') {
+		if (lt_lua_last_sensitivity(t->L))
+			t->spec_view = !t->spec_view;
+		else
+			snprintf(t->message, sizeof t->message, "no sensitivity analysis yet: run "
+				 "lathe.sensitivity(model) in the REPL");
+		return 1;
+	}
 	if (pane == PANE_HEAT) {
 		switch (key) {
 		case 'm': t->heat_mode = (t->heat_mode + 1) % 4; return 1; /* 3 only for conv */
@@ -824,8 +839,84 @@ static int spec_row(double v, double lo, int top, int rows)
 	return top + (int)((1 - f) * (rows - 1) + 0.5);
 }
 
+/* ---- sensitivity --------------------------------------------------------------
+ * The last lathe.sensitivity sweep, in the spectrum's place (v toggles):
+ * accuracy against sparsity, one curve per layer drawn with its letter,
+ * each starting at the unpruned accuracy; the selected layer on top, bold. */
+static void draw_sens(tui *t, WINDOW *w, const lt_sensitivity *sv)
+{
+	tui_frame(t, w, PANE_SPEC, "Sensitivity (v: spectrum)");
+	int hh, ww;
+	getmaxyx(w, hh, ww);
+	int rows = hh - 4, left = 7, cols = ww - 2 - left;
+	if (rows < 3 || cols < 8 || sv->n_tensors < 1) {
+		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
+		return;
+	}
+	double lo = sv->baseline, hi = sv->baseline;
+	for (int i = 0; i < sv->n_tensors * sv->n_levels; i++)
+		lo = fmin(lo, sv->accuracy[i]), hi = fmax(hi, sv->accuracy[i]);
+	if (hi - lo < 0.01)
+		lo = hi - 0.01;
+	mvwprintw(w, 1, 1, "%5.1f%%", 100 * hi);
+	mvwprintw(w, rows, 1, "%5.1f%%", 100 * lo);
+	const tui_row *r = tui_selected(t);
+	int sel = -1;
+	for (int i = 0; r && i < sv->n_tensors; i++)
+		if (!strcmp(sv->tensors[i], r->name))
+			sel = i;
+	/* the selected layer last, so it is on top */
+	for (int k = 0; k < sv->n_tensors; k++) {
+		int i = sel < 0 ? k : k == sv->n_tensors - 1 ? sel : k >= sel ? k + 1 : k;
+		const double *acc = sv->accuracy + (size_t)i * (size_t)sv->n_levels;
+		char mark[2] = {(char)(i < 26 ? 'a' + i : i < 52 ? 'A' + i - 26 : '*'), 0};
+		int attr = (t->color ? COLOR_PAIR(3 + i % 5) : 0) | (i == sel ? A_BOLD : 0);
+		wattron(w, attr);
+		for (int x = 0; x < cols; x++) {
+			double sp = (double)x / (double)(cols - 1), a = sv->baseline;
+			double x0 = 0, a0 = sv->baseline; /* the segment holding sp */
+			int j = 0;
+			while (j < sv->n_levels && sv->levels[j] < sp)
+				x0 = sv->levels[j], a0 = acc[j], j++;
+			if (j == sv->n_levels)
+				break; /* beyond the last level measured */
+			double x1 = sv->levels[j], a1 = acc[j];
+			a = x1 > x0 ? a0 + (a1 - a0) * (sp - x0) / (x1 - x0) : a1;
+			int y = 1 + (int)((hi - a) / (hi - lo) * (rows - 1) + 0.5);
+			mvwaddstr(w, y, 1 + left + x, mark);
+		}
+		wattroff(w, attr);
+	}
+	mvwaddstr(w, rows + 1, 1 + left, "0%");
+	mvwaddstr(w, rows + 1, ww - 6, "100%");
+	/* legend: letter and layer, as many as fit */
+	int x = 1;
+	for (int i = 0; i < sv->n_tensors && x < ww - 4; i++) {
+		char item[80];
+		const char *name = sv->tensors[i];
+		size_t len = strlen(name);
+		if (len > 7 && !strcmp(name + len - 7, ".weight"))
+			len -= 7; /* the layer's name */
+		snprintf(item, sizeof item, "%c %.*s  ", i < 26 ? 'a' + i : i < 52 ? 'A' + i - 26 : '*', (int)len, name);
+		int n = (int)strlen(item);
+		if (x + n > ww - 1)
+			n = ww - 1 - x;
+		if (i == sel)
+			wattron(w, A_BOLD);
+		mvwaddnstr(w, hh - 2, x, item, n);
+		if (i == sel)
+			wattroff(w, A_BOLD);
+		x += n;
+	}
+}
+
 void tui_draw_spec(tui *t, WINDOW *w)
 {
+	const lt_sensitivity *sv = t->spec_view ? lt_lua_last_sensitivity(t->L) : NULL;
+	if (sv) {
+		draw_sens(t, w, sv);
+		return;
+	}
 	const tui_row *r = tui_selected(t);
 	char title[128];
 	snprintf(title, sizeof title, "Singular values %s (log)", r ? r->name : "");
@@ -951,7 +1042,43 @@ int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size)
 		   "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H, W, H);
 	char title[300];
 	int rc = 0;
-	if (pane == PANE_HIST) {
+	const lt_sensitivity *sv = pane == PLOT_SENS ? lt_lua_last_sensitivity(t->L) : NULL;
+	if (pane == PLOT_SENS) {
+		if (!sv) {
+			rc = -1;
+		} else {
+			static const char *const color[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+				"#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+			double lo = sv->baseline, hi = sv->baseline;
+			for (int i = 0; i < sv->n_tensors * sv->n_levels; i++)
+				lo = fmin(lo, sv->accuracy[i]), hi = fmax(hi, sv->accuracy[i]);
+			if (hi - lo < 0.01)
+				lo = hi - 0.01;
+			snprintf(title, sizeof title, "Sensitivity: accuracy (%%) when one layer is pruned, %lld images",
+				 (long long)sv->images);
+			for (int i = 0; i < sv->n_tensors; i++) {
+				const char *col = color[i % 10];
+				fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"%.2f,%.2f", col,
+					L, T + ph * (hi - sv->baseline) / (hi - lo));
+				for (int j = 0; j < sv->n_levels; j++)
+					fprintf(f, " %.2f,%.2f", L + pw * sv->levels[j],
+						T + ph * (hi - sv->accuracy[(size_t)i * sv->n_levels + j]) / (hi - lo));
+				fprintf(f, "\"/>\n");
+				char lab[120];
+				snprintf(lab, sizeof lab, "%.100s", sv->tensors[i]);
+				fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"10\" height=\"3\" fill=\"%s\"/>\n",
+					L + 10, T + 12 + 14.0 * i, col);
+				svg_text(f, L + 24, T + 16 + 14.0 * i, "start", lab);
+			}
+			char a[32], b[32];
+			snprintf(a, sizeof a, "%.1f", 100 * hi);
+			snprintf(b, sizeof b, "%.1f", 100 * lo);
+			svg_text(f, L - 6, T + 10, "end", a);
+			svg_text(f, L - 6, T + ph, "end", b);
+			svg_text(f, L, H - B + 18, "start", "sparsity 0");
+			svg_text(f, L + pw, H - B + 18, "end", "1");
+		}
+	} else if (pane == PANE_HIST) {
 		enum { BINS = 100 };
 		const int64_t key[MEMO_KEY] = {BINS, t->hist_log};
 		hist *h = NULL;
@@ -1054,13 +1181,18 @@ int tui_export_svg(tui *t, int pane, const char *path, char *msg, size_t size)
 	if (fclose(f) != 0 || rc != 0 || rename(tmp, path) != 0) {
 		if (rc == 0)
 			snprintf(msg, size, "export: cannot write %.200s: %s", path, strerror(errno));
+		else if (pane == PLOT_SENS)
+			snprintf(msg, size, "export: no sensitivity analysis yet (run lathe.sensitivity(model))");
 		else
 			snprintf(msg, size, "export: nothing to plot for %s", r->name);
 		unlink(tmp);
 		return -1;
 	}
-	snprintf(msg, size, "exported %s of %s to %.200s", pane == PANE_HIST ? "histogram" :
-		 pane == PANE_HEAT ? "heatmap" : "spectrum", r->name, path);
+	if (pane == PLOT_SENS)
+		snprintf(msg, size, "exported the sensitivity analysis to %.200s", path);
+	else
+		snprintf(msg, size, "exported %s of %s to %.200s", pane == PANE_HIST ? "histogram" :
+			 pane == PANE_HEAT ? "heatmap" : "spectrum", r->name, path);
 	return 0;
 }
 
@@ -1102,7 +1234,10 @@ void tui_pane_sig(tui *t, int pane, uint64_t sig[TUI_SIG])
 		sig[4] = (uint64_t)t->heat_mode | (uint64_t)t->heat_zoom << 8 | (uint64_t)summary_generation << 16;
 		sig[5] = (uint64_t)(uint32_t)t->heat_x | (uint64_t)(uint32_t)t->heat_y << 32;
 		break;
-	case PANE_SPEC: sig[4] = spec_generation; break;
+	case PANE_SPEC:
+		sig[4] = spec_generation;
+		sig[5] = (uint64_t)(uintptr_t)lt_lua_last_sensitivity(t->L) | (uint64_t)t->spec_view;
+		break;
 	default: break;
 	}
 	sig[8] = (uint64_t)t->frozen;

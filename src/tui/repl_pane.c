@@ -12,6 +12,7 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "lbind/lathe.h"
 #include "lbind/repl.h"
 #include "tui/internal.h"
 
@@ -105,10 +106,12 @@ static void command(tui *t, const char *line)
 		int p = t->maximized ? t->maximized : PANE_HIST;
 		if (n == 4)
 			p = !strcmp(pane, "heat") ? PANE_HEAT : !strcmp(pane, "spec") ? PANE_SPEC
-							      : !strcmp(pane, "hist") ? PANE_HIST : -1;
+				: !strcmp(pane, "hist") ? PANE_HIST : !strcmp(pane, "sens") ? PLOT_SENS : -1;
+		else if (p == PANE_SPEC && t->spec_view)
+			p = PLOT_SENS; /* the sensitivity plot is what the pane shows */
 		char msg[300];
 		if (p < 0)
-			snprintf(msg, sizeof msg, "export: unknown pane '%s' (hist, heat or spec)", pane);
+			snprintf(msg, sizeof msg, "export: unknown plot '%s' (hist, heat, spec or sens)", pane);
 		else
 			tui_export_svg(t, p, path, msg, sizeof msg);
 		tui_repl_print(t, msg);
@@ -144,7 +147,7 @@ static void command(tui *t, const char *line)
 		tui_latency_report(t);
 		return;
 	}
-	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec], :redraws N, :latency, :q, :q!");
+	tui_repl_print(t, "commands: :export svg PATH [hist|heat|spec|sens], :redraws N, :latency, :q, :q!");
 }
 
 static void run_chunk(tui *t)
@@ -158,6 +161,11 @@ static void run_chunk(tui *t)
 	t->running = 1;
 	int rc = lt_repl_exec(L, 0);
 	t->running = 0;
+	/* A new sensitivity sweep is shown at once (v goes back). */
+	const void *sweep = lt_lua_last_sensitivity(L);
+	if (sweep && sweep != t->sens_seen)
+		t->spec_view = 1;
+	t->sens_seen = sweep;
 	t->message[0] = '\0';
 	if (rc == LUA_OK) {
 		if (lua_isstring(L, -1))

@@ -183,6 +183,16 @@ void tui_frame(tui *t, WINDOW *w, int pane, const char *title)
 		wattroff(w, COLOR_PAIR(1));
 }
 
+/* Screen columns of UTF-8 text whose characters are one column wide (the
+ * arrows and blocks used here): the bytes that start a character. */
+static int columns(const char *text)
+{
+	int c = 0;
+	for (; *text; text++)
+		c += (*text & 0xC0) != 0x80;
+	return c;
+}
+
 /* "[#####.....] " for a fraction in [0, 1]: ten cells, ASCII so it reads
  * in any locale and in monochrome. */
 static void progress_bar(double f, char *out, size_t n)
@@ -274,9 +284,21 @@ static void draw_status(tui *t)
 			n += (size_t)snprintf(line + n, sizeof line - n, " | %s %s%3.0f%%%s", label,
 					      compact ? "" : bar, 100 * frac, compact ? "" : " (Esc cancels)");
 		}
-		if (t->message[0] && n < sizeof line)
+		int cols = columns(line);
+		if (t->message[0]) {
+			int len = (int)strlen(t->message), room = t->w - cols - 3;
+			if (len > room && !compact && room >= 24) {
+				/* A long notice keeps the labels: it is cut, with a mark. */
+				int k = room - 1;
+				while (k > 0 && (t->message[k] & 0xC0) == 0x80)
+					k--;
+				snprintf(line + n, sizeof line - n, " | %.*s~", k, t->message);
+				break;
+			}
 			n += (size_t)snprintf(line + n, sizeof line - n, " | %s", t->message);
-		if ((int)n <= t->w)
+			cols += len + 3;
+		}
+		if (cols <= t->w)
 			break;
 	}
 	mvaddnstr(y, 0, line, t->w);
@@ -495,7 +517,7 @@ void tui_latency_report(tui *t)
 			 n, 1e3 * v[n / 2], 1e3 * v[(n * 95) / 100 < n ? (n * 95) / 100 : n - 1], 1e3 * v[n - 1]);
 		tui_repl_print(t, msg);
 	}
-	snprintf(msg, sizeof msg, "latency: the worker was stopped %d times for statements; longest wait %.1f ms",
+	snprintf(msg, sizeof msg, "latency: the worker was stopped for a statement %d time(s); longest wait %.1f ms",
 		 t->n_quiesce, 1e3 * t->quiesce_max);
 	tui_repl_print(t, msg);
 }

@@ -475,20 +475,20 @@ static int same_graph(const lt_graph *a, const lt_graph *b)
 	return 1;
 }
 
-/* Index of the first node whose parameters differ between the stage and the
- * committed model (n_nodes if none; 0 if the graphs differ). */
-static int first_changed_node(lt_model *stage, lt_model *committed)
+/* Index of the first node whose parameters differ between two models
+ * (n_nodes if none; 0 if the graphs differ). */
+static int first_changed_node(lt_model *a, lt_model *b)
 {
-	lt_graph *gs = lt_model_graph(stage), *gc = lt_model_graph(committed);
-	if (!gs || !gc || !same_graph(gs, gc))
+	lt_graph *ga = lt_model_graph(a), *gb = lt_model_graph(b);
+	if (!ga || !gb || !same_graph(ga, gb))
 		return 0;
-	for (int i = 0; i < gs->n_nodes; i++)
+	for (int i = 0; i < ga->n_nodes; i++)
 		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++) {
-			const char *p = gs->nodes[i].params[s];
-			if (p && lt_model_tensor(stage, p) != lt_model_tensor(committed, p))
+			const char *p = ga->nodes[i].params[s];
+			if (p && lt_model_tensor(a, p) != lt_model_tensor(b, p))
 				return i;
 		}
-	return gs->n_nodes;
+	return ga->n_nodes;
 }
 
 /* 1 when models a and b have the same tensors for every node before v
@@ -507,14 +507,13 @@ static int same_prefix(lt_model *a, lt_model *b, int v)
 	return 1;
 }
 
-/* The committed model's value v on o->data: from a cache slot when one
- * matches, else computed into the least recently used slot. NULL with
- * *rc = 0 when it would not fit the budget (the caller evaluates in
- * full), or with *rc an error. */
-static const float *act_for(lt_bench *b, const lt_preview_opts *o, const char *key, int v, int *rc,
-			    lt_err *err)
+/* Model m's value v on o->data: from a cache slot when one matches, else
+ * computed into the least recently used slot. NULL with *rc = 0 when it
+ * would not fit the budget (the caller evaluates in full), or with *rc an
+ * error. */
+static const float *act_for(lt_bench *b, lt_model *m, const lt_preview_opts *o, const char *key, int v,
+			    int *rc, lt_err *err)
 {
-	lt_model *m = b->head->model;
 	struct act_cache *slot = &b->act[0];
 	*rc = 0;
 	for (int i = 0; i < ACT_SLOTS; i++) {
@@ -580,19 +579,17 @@ static const float *act_for(lt_bench *b, const lt_preview_opts *o, const char *k
 	return data;
 }
 
-/* Staged figures, starting from cached committed activations when the
- * change leaves a prefix of the graph alone. */
-static int measure_staged(lt_bench *b, const lt_preview_opts *o, const char *key, lt_metrics *out, lt_err *err)
+int lt_bench_measure_from(lt_bench *b, lt_model *base, lt_model *variant, const lt_preview_opts *o,
+			  lt_metrics *out, lt_err *err)
 {
-	lt_model *s = b->stage;
-	int v = o->data ? first_changed_node(s, b->head->model) : 0;
-	if (v == 0 || !lt_graph_is_cut(lt_model_graph(s), v))
-		return measure(b, s, o, 0, NULL, out, err);
+	int v = o->data ? first_changed_node(variant, base) : 0;
+	if (v == 0 || !lt_graph_is_cut(lt_model_graph(variant), v))
+		return measure(b, variant, o, 0, NULL, out, err);
 	int rc;
-	const float *act = act_for(b, o, key, v, &rc, err);
+	const float *act = act_for(b, base, o, o->data_key ? o->data_key : "", v, &rc, err);
 	if (rc)
 		return rc;
-	return act ? measure(b, s, o, v, act, out, err) : measure(b, s, o, 0, NULL, out, err);
+	return act ? measure(b, variant, o, v, act, out, err) : measure(b, variant, o, 0, NULL, out, err);
 }
 
 static double gauss(lt_rng *r)
@@ -717,7 +714,7 @@ int lt_bench_preview(lt_bench *b, const lt_preview_opts *o, lt_preview *out, lt_
 		out->staged = hit->m;
 		out->cached = 1;
 	} else {
-		if ((rc = measure_staged(b, o, key, &out->staged, err)))
+		if ((rc = lt_bench_measure_from(b, h->model, b->stage, o, &out->staged, err)))
 			return rc;
 		cache_put(b->stage_cache, key, b->version, &out->staged);
 	}

@@ -145,6 +145,13 @@ void lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out);
 int lt_model_measure(lt_model *m, size_t baseline_bytes, const lt_dataset *data,
 		     const lt_eval_opts *eo, lt_metrics *out, lt_err *err);
 
+/* Accuracy and size of variant, a model with base's graph that differs
+ * from it only from some node on: evaluated from base's activations at the
+ * first node that differs (cached per o->data_key, within a memory budget),
+ * else in full. For sweeps over variants of one model. */
+int lt_bench_measure_from(lt_bench *b, lt_model *base, lt_model *variant, const lt_preview_opts *o,
+			  lt_metrics *out, lt_err *err);
+
 /* Atomicity. */
 typedef struct lt_bench_mark lt_bench_mark;
 lt_bench_mark *lt_bench_mark_new(lt_bench *b, lt_err *err);

@@ -286,7 +286,7 @@ if command -v tmux >/dev/null 2>&1 && "$PY" -c 'import numpy' 2>/dev/null; then
 		tmux -L "$sock" -f /dev/null new-session -d -x 200 -y 60 -s b \
 			"'$LATHE_BIN' --data '$DATA' '$big'; sleep 600"
 		for _ in $(seq 1 400); do
-			tmux -L "$sock" capture-pane -p -t b | grep -q 'encoder\.layer\.0\.attention' && break
+			tmux -L "$sock" capture-pane -p -t b | grep -q 'selected: embeddings' && break
 			sleep 0.02
 		done
 		BIGOPEN=$(echo "$(date +%s.%N) - $t0" | bc)

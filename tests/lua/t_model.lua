@@ -137,6 +137,73 @@ else
 	for i = 1, 8 do T.ok(true, "# SKIP no training split") end
 end
 
+-- Global magnitude pruning: one ranking over the chosen layers.
+do
+	local g = assert(lathe.open(path))
+	local res = lathe.prune(g, {sparsity = 0.8, global = true, layers = {"conv2", "fc1", "fc2"}})
+	local z, n = 0, 0
+	for _, name in ipairs({"conv2.weight", "fc1.weight", "fc2.weight"}) do
+		local st = g:tensor(name):stats()
+		z, n = z + st.zeros, n + st.numel
+	end
+	T.near(z / n, 0.8, 1e-6, "global: 80 % of the three weights together")
+	T.ok(res.sparsities["fc1.weight"] > res.sparsities["conv2.weight"],
+		"global: the large fc1 ends sparser than conv2", res.sparsities["fc1.weight"])
+	local t2 = {}
+	for _, name in ipairs({"conv2.weight", "fc1.weight", "fc2.weight"}) do
+		local st = g:tensor(name)
+		local mn = math.huge
+		local function walk(t)
+			for _, v in ipairs(t) do
+				if type(v) == "table" then walk(v) elseif v ~= 0 then mn = math.min(mn, math.abs(v)) end
+			end
+		end
+		walk(st:totable())
+		t2[#t2 + 1] = mn
+	end
+	T.ok(math.abs(t2[1] - t2[2]) < 0.02 and math.abs(t2[2] - t2[3]) < 0.02,
+		"global: the smallest kept magnitude is about the same in every layer", table.concat(t2, " "))
+	T.raises(function() lathe.prune(g, {threshold = 0.1, global = true}) end, "global = true ranks",
+		"global needs a sparsity")
+	T.raises(function() lathe.prune(g, {sparsity = 0.5, method = "random", global = true}) end,
+		"global = true ranks", "global is for magnitude")
+	g:commit()
+	T.ok(g:journal():find("global = true"), "global pruning is journalled", g:journal())
+	g:close()
+end
+
+-- Sensitivity: each layer alone, the stage untouched; the greedy choice.
+do
+	local s = assert(lathe.open(path))
+	local r = lathe.sensitivity(s, {sparsities = {0.5, 0.9}, layers = {"conv1", "fc1"}, limit = 300})
+	T.is(#r.layers, 2, "sensitivity: one entry per layer")
+	T.is(r.layers[2].name, "fc1", "sensitivity: layer names")
+	T.is(r.layers[2].tensor, "fc1.weight", "sensitivity: tensor names")
+	T.is(r.images, 300, "sensitivity: limit respected")
+	T.is(#r.layers[1].accuracy, 2, "sensitivity: one accuracy per sparsity")
+	T.is(s.dirty, false, "sensitivity leaves the stage clean")
+	lathe.prune(s.fc1, {sparsity = 0.9})
+	T.near(s:preview{limit = 300}.accuracy, r.layers[2].accuracy[2], 1e-12,
+		"sensitivity point equals a preview of that prune")
+	s:rollback()
+	T.ok(tostring(r):find("fc1%s+400000"), "sensitivity prints a table", tostring(r))
+	T.is(s:sensitivity{sparsities = {0.5}, layers = {"fc2"}, limit = 100}.layers[1].name, "fc2",
+		"model:sensitivity{} as a method")
+	local chosen, removed = lathe.choose_sparsities(r, {budget = 1})
+	T.is(chosen.fc1, 0.9, "choose with a wide budget takes the highest sparsity")
+	T.is(removed, math.floor(400000 * 0.9 + 500 * 0.9 + 0.5), "choose counts the weights removed")
+	chosen = lathe.choose_sparsities(r, {budget = 0})
+	T.ok(chosen.conv1 == 0 or r.layers[1].accuracy[1] >= r.baseline, "budget 0 only takes free moves")
+	T.raises(function() lathe.choose_sparsities(r, {}) end, "give {budget = B}", "choose needs a budget")
+	T.raises(function() lathe.choose_sparsities({}, {budget = 0.1}) end, "expected the table",
+		"choose checks its table")
+	T.raises(function() lathe.sensitivity(s, {sparsities = {0.9, 0.5}}) end, "ascending",
+		"sensitivity checks its sparsities")
+	T.raises(function() lathe.sensitivity(s, {sparsity = 0.5}) end, "unknown option 'sparsity'",
+		"sensitivity options checked")
+	s:close()
+end
+
 -- Weights-only: fidelity instead of accuracy.
 local w = assert(lathe.open(T.top .. "/tests/fixtures/weights_only.safetensors"))
 T.is(w.has_graph, false, "weights-only model")
