@@ -788,6 +788,8 @@ static const luaL_Reg lathe_funcs[] = {
 	{"cast", lt_l_cast},
 	{"finetune", lt_l_finetune},
 	{"sensitivity", lt_l_sensitivity},
+	{"prune_structured", lt_l_prune_structured},
+	{"prune_nm", lt_l_prune_nm},
 	{"choose_sparsities", lt_l_choose_sparsities},
 	{"atomic", l_atomic},
 	{"params", l_params},

@@ -12,6 +12,7 @@
 #include "io/open.h"
 #include "kern/blas.h"
 #include "kern/prune.h"
+#include "kern/structured.h"
 #include "work/sensitivity.h"
 #include "lbind/internal.h"
 #include "lbind/lathe.h"
@@ -292,6 +293,8 @@ static int layer_len(lua_State *L)
 
 
 static int layer_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
+static int layer_prune_structured(lua_State *L) { return lt_call_kernel(L, lt_l_prune_structured); }
+static int layer_prune_nm(lua_State *L) { return lt_call_kernel(L, lt_l_prune_nm); }
 static int layer_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
 
 static int layer_stats(lua_State *L)
@@ -539,8 +542,6 @@ int lt_l_prune(lua_State *L)
 	return 1;
 }
 
-/* ---- sensitivity ------------------------------------------------------ */
-
 static void set_num(lua_State *L, const char *k, double v)
 {
 	lua_pushnumber(L, v);
@@ -552,6 +553,222 @@ static void set_int(lua_State *L, const char *k, int64_t v)
 	lua_pushinteger(L, v);
 	lua_setfield(L, -2, k);
 }
+
+/* ---- structured pruning and N:M -------------------------------------- */
+
+/* Names of the linear / conv2d layers a structured kernel acts on: the
+ * target layer, the layers named in opts.layers, or (a whole model) every
+ * one but the layer that cannot take the change (skip: the last for
+ * outputs, the first for inputs, -1 none). Pushes a list. */
+static int structured_layers(lua_State *L, int target, int opts, const char *fname, int skip, lt_bench **b)
+{
+	lua_newtable(L);
+	int list = lua_gettop(L), k = 0;
+	lt_model *m;
+	if (luaL_testudata(L, target, LT_MT_LAYER)) {
+		llayer *l = check_layer(L, target);
+		*b = l->bench;
+		lua_pushstring(L, l->name);
+		lua_rawseti(L, list, ++k);
+		return list;
+	}
+	if (!luaL_testudata(L, target, LT_MT_MODEL))
+		luaL_error(L, "%s: expected a model or a layer (got %s)", fname, luaL_typename(L, target));
+	*b = check_bench(L, target);
+	m = lt_bench_staged(*b);
+	const lt_graph *g = lt_model_graph(m);
+	if (!g)
+		luaL_error(L, "%s: the model has no architecture (weights only)", fname);
+	if (!lua_isnil(L, opts) && lua_getfield(L, opts, "layers") != LUA_TNIL) {
+		if (!lua_istable(L, -1))
+			luaL_error(L, "%s: option 'layers' must be a list of layer names", fname);
+		for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+			lua_rawgeti(L, -1, i);
+			const char *name = lua_tostring(L, -1);
+			if (!name || !layer_exists(m, name))
+				luaL_error(L, "%s: no layer named '%s'", fname, name ? name : "?");
+			lua_rawseti(L, list, ++k);
+		}
+		lua_pop(L, 1);
+		return list;
+	}
+	if (!lua_isnil(L, opts))
+		lua_pop(L, 1);
+	int first = -1, last = -1;
+	for (int i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].op == LT_OP_LINEAR || g->nodes[i].op == LT_OP_CONV2D) {
+			first = first < 0 ? i : first;
+			last = i;
+		}
+	for (int i = 0; i < g->n_nodes; i++)
+		if ((g->nodes[i].op == LT_OP_LINEAR || g->nodes[i].op == LT_OP_CONV2D) &&
+		    !(skip == 0 && i == last) && !(skip == 1 && i == first)) {
+			lua_pushstring(L, g->nodes[i].name);
+			lua_rawseti(L, list, ++k);
+		}
+	return list;
+}
+
+/* lathe.prune_structured(target, {amount=, dim=0, norm=1, thin=true,
+ * layers=}): remove (or zero) whole neurons / filters (dim 0) or input
+ * columns / channels (dim 1) of smallest L1 or L2 norm. */
+int lt_l_prune_structured(lua_State *L)
+{
+	static const char *const names[] = {"amount", "dim", "norm", "thin", "layers", NULL};
+	const char *fname = "lathe.prune_structured";
+	lua_settop(L, 2);
+	lt_check_opts(L, 2, fname, names);
+	double amount = lt_opt_number(L, 2, fname, "amount", NAN);
+	if (!(amount >= 0 && amount <= 1))
+		return luaL_error(L, "%s: give {amount = A}, the fraction of units to remove (0..1)", fname);
+	lua_Integer dim = lt_opt_integer(L, 2, fname, "dim", 0), norm = lt_opt_integer(L, 2, fname, "norm", 1);
+	if ((dim != 0 && dim != 1) || (norm != 1 && norm != 2))
+		return luaL_error(L, "%s: dim must be 0 (outputs) or 1 (inputs), norm 1 or 2", fname);
+	int thin = lt_opt_bool(L, 2, fname, "thin", 1);
+	lt_bench *b = NULL;
+	int list = structured_layers(L, 1, 2, fname, (int)dim, &b);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+	if (n == 0)
+		return luaL_error(L, "%s: no layer to prune", fname);
+	lt_model *cur = lt_model_ref(lt_bench_staged(b));
+	const lt_graph *g0 = lt_model_graph(cur);
+	int64_t macs0 = g0 ? lt_graph_macs(g0) : 0, params0 = lt_model_param_count(cur);
+	lt_err err = {0};
+	int rc = 0;
+	lua_createtable(L, 0, (int)n); /* per layer: units before and after */
+	int units = lua_gettop(L);
+	for (lua_Integer i = 1; i <= n && !rc; i++) {
+		lua_rawgeti(L, list, i);
+		const char *layer = lua_tostring(L, -1);
+		const char *wname = layer_param(cur, layer, LT_P_WEIGHT);
+		lt_tensor *w = wname ? lt_model_tensor(cur, wname) : NULL;
+		if (!w || lt_tensor_ndim(w) < 2) {
+			lt_model_unref(cur);
+			return luaL_error(L, "%s: layer '%s' has no weight of 2 or more dimensions", fname, layer);
+		}
+		int64_t count = lt_tensor_shape(w)[dim], k = lt_prune_count(count, amount);
+		float *nv = lua_newuserdatauv(L, (size_t)count * sizeof *nv, 0);
+		int64_t *keep = lua_newuserdatauv(L, (size_t)count * sizeof *keep, 0);
+		lt_model *next = NULL;
+		if (thin) {
+			if (!(rc = lt_structured_norms(w, (int)dim, (int)norm, nv, &err)) &&
+			    !(rc = lt_structured_keep(nv, count, k, keep, &err)) &&
+			    !(next = lt_structured_thin(cur, layer, (int)dim, keep, count - k, &err)))
+				rc = err.code;
+		} else {
+			lt_tensor *z = lt_structured_prune_tensor(w, (int)dim, (int)norm, amount, &err);
+			if (!z || !(next = lt_model_copy(cur, &err)) || lt_model_set_tensor(next, wname, z, &err))
+				rc = err.code;
+			lt_tensor_unref(z);
+		}
+		lua_pop(L, 2);
+		if (!rc) {
+			lt_model_unref(cur);
+			cur = next;
+		} else {
+			lt_model_unref(next);
+			lt_err_prefix(&err, "layer '%s'", layer);
+		}
+		lua_createtable(L, 2, 0);
+		lua_pushinteger(L, count);
+		lua_rawseti(L, -2, 1);
+		lua_pushinteger(L, thin ? count - k : count);
+		lua_rawseti(L, -2, 2);
+		lua_setfield(L, units, layer);
+		lua_pop(L, 1);
+	}
+	if (rc) {
+		lt_model_unref(cur);
+		return lt_lraise(L, fname, &err); /* nothing staged */
+	}
+	lt_bench_stage_model(b, cur);
+	const lt_graph *g1 = lt_model_graph(cur);
+	int64_t macs1 = g1 ? lt_graph_macs(g1) : 0, params1 = lt_model_param_count(cur);
+	lt_model_unref(cur);
+	journal_kernel(L, b, "prune_structured", 1, 2);
+	lua_createtable(L, 0, 6);
+	lua_pushvalue(L, list);
+	lua_setfield(L, -2, "layers");
+	lua_pushvalue(L, units);
+	lua_setfield(L, -2, "units");
+	set_int(L, "params_before", params0);
+	set_int(L, "params", params1);
+	set_int(L, "macs_before", macs0);
+	set_int(L, "macs", macs1);
+	return 1;
+}
+
+/* lathe.prune_nm(target, {n = 2, m = 4, layers=}): at most n non-zeros in
+ * every group of m consecutive inputs. On a whole model, layers whose
+ * inputs m does not divide are left out (listed in `skipped`). */
+int lt_l_prune_nm(lua_State *L)
+{
+	static const char *const names[] = {"n", "m", "layers", NULL};
+	const char *fname = "lathe.prune_nm";
+	lua_settop(L, 2);
+	lt_check_opts(L, 2, fname, names);
+	lua_Integer nn = lt_opt_integer(L, 2, fname, "n", 2), mm = lt_opt_integer(L, 2, fname, "m", 4);
+	if (nn < 1 || mm > 64 || nn >= mm)
+		return luaL_error(L, "%s: needs 1 <= n < m <= 64 (got %I:%I)", fname, nn, mm);
+	int whole = luaL_testudata(L, 1, LT_MT_MODEL) && (lua_isnil(L, 2) || lua_getfield(L, 2, "layers") == LUA_TNIL);
+	if (!lua_isnil(L, 2) && luaL_testudata(L, 1, LT_MT_MODEL))
+		lua_pop(L, 1);
+	lt_bench *b = NULL;
+	int list = structured_layers(L, 1, 2, fname, -1, &b);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+	lt_model *m = lt_bench_staged(b);
+	lt_tensor **made = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *made, 0);
+	memset(made, 0, (size_t)(n ? n : 1) * sizeof *made);
+	lua_newtable(L);
+	int skipped = lua_gettop(L), ns = 0;
+	lt_err err = {0};
+	int rc = 0;
+	for (lua_Integer i = 0; i < n && !rc; i++) {
+		lua_rawgeti(L, list, i + 1);
+		const char *layer = lua_tostring(L, -1);
+		const char *wname = layer_param(m, layer, LT_P_WEIGHT);
+		lt_tensor *w = wname ? lt_model_tensor(m, wname) : NULL;
+		int in = w && lt_tensor_ndim(w) >= 2 ? (int)lt_tensor_shape(w)[1] : 0;
+		if (whole && (!w || in % mm)) {
+			lua_rawseti(L, skipped, ++ns); /* pops the name */
+			continue;
+		}
+		if (!(made[i] = w ? lt_structured_nm_tensor(w, (int)nn, (int)mm, &err) : NULL)) {
+			if (!w)
+				lt_err_set(&err, LT_EINVAL, "layer '%s' has no weight", layer);
+			else
+				lt_err_prefix(&err, "layer '%s'", layer);
+			rc = err.code;
+		}
+		lua_pop(L, 1);
+	}
+	for (lua_Integer i = 0; i < n && !rc; i++) {
+		if (!made[i])
+			continue;
+		lua_rawgeti(L, list, i + 1);
+		rc = lt_bench_stage_tensor(b, layer_param(m, lua_tostring(L, -1), LT_P_WEIGHT), made[i], &err);
+		lua_pop(L, 1);
+	}
+	int staged = 0;
+	for (lua_Integer i = 0; i < n; i++) {
+		staged += made[i] != NULL;
+		lt_tensor_unref(made[i]);
+	}
+	if (rc)
+		return lt_lraise(L, fname, &err);
+	if (!staged)
+		return luaL_error(L, "%s: no layer has inputs that %I divides", fname, mm);
+	journal_kernel(L, b, "prune_nm", 1, 2);
+	lua_createtable(L, 0, 2);
+	lua_pushvalue(L, skipped);
+	lua_setfield(L, -2, "skipped");
+	lua_pushinteger(L, staged);
+	lua_setfield(L, -2, "layers");
+	return 1;
+}
+
+/* ---- sensitivity ------------------------------------------------------ */
+
 
 /* The layer (graph node) whose weight a tensor is, or the tensor's name. */
 static const char *layer_of(lt_model *m, const char *tensor)
@@ -1542,6 +1759,8 @@ static int m_dirty(lua_State *L)
 
 static int m_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
 static int m_sensitivity(lua_State *L) { return lt_l_sensitivity(L); }
+static int m_prune_structured(lua_State *L) { return lt_call_kernel(L, lt_l_prune_structured); }
+static int m_prune_nm(lua_State *L) { return lt_call_kernel(L, lt_l_prune_nm); }
 static int m_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
 static int m_finetune(lua_State *L) { return lt_call_kernel(L, lt_l_finetune); }
 
@@ -1640,6 +1859,7 @@ static const luaL_Reg model_methods[] = {
 	{"save", m_save}, {"eval", m_eval}, {"info", m_info}, {"is_dirty", m_dirty},
 	{"layer", m_layer}, {"tensor", m_tensor}, {"tensors", m_tensors},
 	{"prune", m_prune}, {"cast", m_cast}, {"finetune", m_finetune}, {"sensitivity", m_sensitivity},
+	{"prune_structured", m_prune_structured}, {"prune_nm", m_prune_nm},
 	{"close", m_close},
 	{NULL, NULL}
 };
@@ -1650,7 +1870,8 @@ static const luaL_Reg model_meta[] = {
 };
 
 static const luaL_Reg layer_methods[] = {
-	{"prune", layer_prune}, {"cast", layer_cast}, {"stats", layer_stats}, {"free", layer_free},
+	{"prune", layer_prune}, {"prune_structured", layer_prune_structured}, {"prune_nm", layer_prune_nm},
+	{"cast", layer_cast}, {"stats", layer_stats}, {"free", layer_free},
 	{NULL, NULL}
 };
 

@@ -266,6 +266,14 @@ int lt_bench_stage_tensor(lt_bench *b, const char *name, lt_tensor *t, lt_err *e
 	return rc;
 }
 
+int lt_bench_stage_model(lt_bench *b, lt_model *m)
+{
+	lt_model_unref(b->stage);
+	b->stage = lt_model_ref(m);
+	touch(b);
+	return 0;
+}
+
 int lt_bench_note(lt_bench *b, const char *call, lt_err *err)
 {
 	size_t n = strlen(call), need = b->stage_calls_len + n + 2;

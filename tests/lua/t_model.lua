@@ -204,6 +204,60 @@ do
 	s:close()
 end
 
+-- Structured pruning: thinning makes a smaller dense model.
+do
+	local mlp = assert(lathe.open(T.top .. "/samples/lenet300.safetensors"))
+	local acc0 = mlp:preview{limit = 500}.accuracy
+	local r = lathe.prune_structured(mlp, {amount = 0.5})
+	T.is(r.units.fc1[2], 150, "structured: fc1 keeps half its neurons")
+	T.is(r.units.fc2[2], 50, "structured: fc2 keeps half")
+	T.is(r.units.fc3, nil, "structured: the output layer (classes) is left alone")
+	T.is(mlp.fc2.weight.shape[2], 150, "structured: fc2's inputs shrink with fc1's outputs")
+	T.is(mlp.fc3.weight.shape[2], 50, "structured: fc3's inputs shrink with fc2's outputs")
+	T.ok(r.macs < r.macs_before / 2 + 1000, "structured: MACs fall", r.macs)
+	T.is(mlp:info().macs, r.macs, "structured: model info has the new MACs")
+	local p = mlp:preview{limit = 500}
+	T.ok(p.accuracy > 0.3 and p.accuracy < acc0, "structured: the thinned model evaluates", p.accuracy)
+	mlp:rollback()
+	T.is(mlp.fc1.weight.shape[1], 300, "structured: rollback restores the shapes")
+	lathe.prune_structured(mlp.fc1, {amount = 0.25, norm = 2, thin = false})
+	T.is(mlp.fc1.weight.shape[1], 300, "structured, thin = false: shapes kept")
+	T.near(mlp.fc1.weight:stats().sparsity, 0.25, 1e-9, "structured, thin = false: a quarter of the rows zero")
+	mlp:rollback()
+	T.raises(function() lathe.prune_structured(mlp.fc3, {amount = 0.5}) end, "output",
+		"structured: the classes cannot be removed")
+	T.raises(function() lathe.prune_structured(mlp, {}) end, "give {amount = A}", "structured needs an amount")
+	T.raises(function() lathe.prune_structured(mlp, {amount = 0.5, dim = 2}) end, "dim must be 0",
+		"structured: dim checked")
+	T.is(mlp.dirty, false, "structured: a refused call stages nothing")
+	lathe.prune_structured(mlp, {amount = 0.5, dim = 1, layers = {"fc2"}})
+	T.is(mlp.fc1.weight.shape[1], 150, "structured, dim 1: fc2's inputs go with fc1's outputs")
+	mlp:commit("thin")
+	T.ok(mlp:journal():find("lathe.prune_structured"), "structured pruning is journalled")
+	mlp:close()
+end
+
+-- N:M: at most n non-zeros in every m inputs.
+do
+	local c = assert(lathe.open(path))
+	local r = lathe.prune_nm(c, {n = 2, m = 4})
+	T.is(r.skipped[1], "conv1", "N:M on a model skips layers m does not divide")
+	T.near(c.fc1.weight:stats().sparsity, 0.5, 1e-9, "N:M 2:4: half of fc1 zero")
+	local row = c.fc1.weight:totable()[1]
+	local ok = true
+	for g = 1, #row, 4 do
+		local nz = 0
+		for j = g, g + 3 do if row[j] ~= 0 then nz = nz + 1 end end
+		ok = ok and nz <= 2
+	end
+	T.ok(ok, "N:M 2:4: every group of 4 has at most 2 non-zeros")
+	T.raises(function() lathe.prune_nm(c.conv1, {n = 2, m = 4}) end, "does not divide",
+		"N:M on a layer m does not divide is refused")
+	T.raises(function() lathe.prune_nm(c, {n = 4, m = 4}) end, "1 <= n < m", "N:M checks n < m")
+	c:rollback()
+	c:close()
+end
+
 -- Weights-only: fidelity instead of accuracy.
 local w = assert(lathe.open(T.top .. "/tests/fixtures/weights_only.safetensors"))
 T.is(w.has_graph, false, "weights-only model")
