@@ -1,5 +1,6 @@
 /* Forward pass against PyTorch reference logits (tests/fixtures, made by
  * gen_fixtures.py with torch 1.13), at several batch sizes and threads. */
+#include <math.h>
 #include <string.h>
 
 #include "core/mem.h"
@@ -81,6 +82,58 @@ int main(void)
 	tap_ok(pf && py[0] == -5 && py[1] == 100, "1-pixel max pool keeps each sample's value (%g %g)", py[0], py[1]);
 	lt_forward_free(pf);
 	lt_model_unref(pm);
+
+	/* Activation sparsity on the mlp (fc1 relu fc2 relu fc3): counts equal
+	 * a count of the value itself, and a threshold on relu2's output
+	 * equals running the model to it, zeroing |v| < t there by hand and
+	 * running the rest from that value. */
+	lt_model *am = lt_model_open(fixture("mlp.safetensors"), &err);
+	const lt_graph *ag = am ? lt_model_graph(am) : NULL;
+	if (ag) {
+		int relu = 1; /* node 1 = relu after fc1, its output is value 2 */
+		int64_t n = d.n, vn = lt_graph_value_numel(ag, relu + 1), k = lt_graph_out_numel(ag);
+		float *x = lt_malloc_array((size_t)(n * ag->in_numel), sizeof *x);
+		float *v = lt_malloc_array((size_t)(n * vn), sizeof *v);
+		float *want = lt_malloc_array((size_t)(n * k), sizeof *want), *got = lt_malloc_array((size_t)(n * k), sizeof *got);
+		lt_dataset_get_batch(&d, 0, n, ag->scale, ag->mean, ag->std, ag->n_norm, x, &err);
+		lt_forward *af = lt_forward_new(am, 2, &err);
+		lt_forward_run_range(af, 0, relu + 1, x, n, v, &err);
+		int64_t nz = 0;
+		for (int64_t i = 0; i < n * vn; i++)
+			nz += v[i] != 0.0f;
+		const float t = 0.5f;
+		for (int64_t i = 0; i < n * vn; i++)
+			v[i] = fabsf(v[i]) < t ? 0.0f : v[i];
+		lt_forward_run_range(af, relu + 1, ag->n_nodes, v, n, want, &err);
+		lt_forward_free(af);
+
+		af = lt_forward_new(am, 2, &err);
+		int64_t *nonzero = lt_calloc((size_t)ag->n_nodes, sizeof *nonzero);
+		int64_t *total = lt_calloc((size_t)ag->n_nodes, sizeof *total);
+		lt_forward_count_activations(af, &err);
+		lt_forward_run(af, x, n, got, &err);
+		lt_forward_activation_counts(af, nonzero, total);
+		tap_ok(nonzero[relu] == nz && total[relu] == n * vn, "activation counts: relu1 %lld of %lld non-zero, "
+		       "as counted by hand (%lld)", (long long)nonzero[relu], (long long)total[relu], (long long)nz);
+		float *thr = lt_calloc((size_t)ag->n_nodes, sizeof *thr);
+		thr[relu] = t;
+		int trc = lt_forward_set_act_threshold(af, thr, &err);
+		lt_forward_run(af, x, n, got, &err);
+		tap_ok(trc == 0 && !memcmp(got, want, (size_t)(n * k) * sizeof *got),
+		       "activation threshold 0.5 on relu1 equals zeroing that value by hand");
+		thr[relu] = -1;
+		tap_ok(lt_forward_set_act_threshold(af, thr, &err) == LT_EINVAL, "a negative threshold is refused: %s",
+		       err.msg);
+		lt_free(thr);
+		lt_free(nonzero);
+		lt_free(total);
+		lt_forward_free(af);
+		lt_free(x);
+		lt_free(v);
+		lt_free(want);
+		lt_free(got);
+	}
+	lt_model_unref(am);
 
 	/* A weights-only model cannot be planned. */
 	lt_model *w = lt_model_open(fixture("dtypes.safetensors"), &err);

@@ -152,6 +152,55 @@ int main(void)
 	cfg.epochs = 1;
 	tap_ok(lt_train_run(m2, &d, NULL, &cfg, stop_now, NULL, &err) == LT_ECANCEL, "stopping: %s", err.msg);
 	lt_model_unref(m2);
+
+	/* L1 by proximal steps: one full-batch SGD step with l1 equals the
+	 * plain step followed by soft-thresholding the weights by lr * l1
+	 * (biases untouched), the reference formula. */
+	lt_model *p1 = fresh(9), *p0 = fresh(9);
+	lt_train_cfg pc = {.epochs = 1, .batch = (int)d.n, .threads = 1, .seed = 2};
+	pc.opt.kind = LT_OPT_SGD;
+	pc.opt.lr = 0.5f;
+	pc.l1 = 2e-3f;
+	int prc = lt_train_run(p1, &d, NULL, &pc, NULL, NULL, &err);
+	pc.l1 = 0;
+	prc |= lt_train_run(p0, &d, NULL, &pc, NULL, NULL, &err);
+	int same = prc == 0;
+	int64_t zeroed = 0;
+	for (size_t i = 0; i < lt_model_tensor_count(p0); i++) {
+		lt_tensor *t0 = lt_model_tensor_at(p0, i), *t1 = lt_model_tensor_at(p1, i);
+		const float *v0 = lt_tensor_data(t0, NULL), *v1 = lt_tensor_data(t1, NULL);
+		float thr = lt_tensor_ndim(t0) >= 2 ? 0.5f * 2e-3f : 0.0f;
+		for (int64_t k = 0; k < lt_tensor_numel(t0); k++) {
+			float a0 = fabsf(v0[k]) - thr, want = a0 > 0 ? copysignf(a0, v0[k]) : 0.0f;
+			same &= thr > 0 ? v1[k] == want : v1[k] == v0[k];
+			zeroed += v1[k] == 0.0f && v0[k] != 0.0f;
+		}
+	}
+	tap_ok(same && zeroed > 0, "l1: one SGD step equals the plain step then soft-thresholding by lr*l1 "
+	       "(%lld weights set to 0)", (long long)zeroed);
+	lt_model_unref(p0);
+	lt_model_unref(p1);
+	/* Sparsity rises with the strength. */
+	double sp[3];
+	const float strengths[3] = {0, 1e-3f, 1e-2f};
+	for (int j = 0; j < 3; j++) {
+		lt_model *q = fresh(11);
+		lt_train_cfg qc = {.epochs = 3, .batch = 32, .threads = 1, .seed = 4, .l1 = strengths[j]};
+		qc.opt.kind = LT_OPT_SGD;
+		qc.opt.lr = 0.1f;
+		lt_train_run(q, &d, NULL, &qc, NULL, NULL, &err);
+		lt_tensor *fw1 = lt_model_tensor(q, "fc1.weight");
+		sp[j] = (double)lt_tensor_count_zeros(fw1) / (double)lt_tensor_numel(fw1);
+		lt_model_unref(q);
+	}
+	tap_ok(sp[0] == 0 && sp[1] > sp[0] && sp[2] > sp[1], "l1: fc1 sparsity grows with the strength "
+	       "(%.3f, %.3f, %.3f)", sp[0], sp[1], sp[2]);
+	pc.l1 = -1;
+	lt_model *p2 = fresh(9);
+	tap_ok(lt_train_run(p2, &d, NULL, &pc, NULL, NULL, &err) == LT_EINVAL && strstr(err.msg, "L1"),
+	       "a negative L1 strength is refused: %s", err.msg);
+	lt_model_unref(p2);
+
 	lt_model_unref(m);
 	lt_model_unref(a);
 	lt_model_unref(b);

@@ -1142,7 +1142,7 @@ static int train_work(lt_lua_work *w)
 int lt_l_finetune(lua_State *L)
 {
 	static const char *const names[] = {"epochs", "lr", "opt", "batch", "seed", "split", "limit",
-		"momentum", "weight_decay", "schedule", "threads", "keep_zeros", NULL};
+		"momentum", "weight_decay", "schedule", "threads", "keep_zeros", "l1", NULL};
 	const char *fname = "lathe.finetune";
 	lua_settop(L, 2);
 	lmodel *lm = luaL_testudata(L, 1, LT_MT_MODEL);
@@ -1182,6 +1182,10 @@ int lt_l_finetune(lua_State *L)
 	cfg.opt.momentum = cfg.opt.kind == LT_OPT_SGD ? (float)lt_opt_number(L, 2, fname, "momentum", 0.9) : 0;
 	int keep_zeros = lt_opt_bool(L, 2, fname, "keep_zeros", 1);
 	cfg.opt.weight_decay = (float)lt_opt_number(L, 2, fname, "weight_decay", 0);
+	double l1 = lt_opt_number(L, 2, fname, "l1", 0);
+	if (!(l1 >= 0 && l1 < HUGE_VAL))
+		return luaL_error(L, "%s: l1 must be 0 (off) or more (got %f)", fname, l1);
+	cfg.l1 = (float)l1;
 	const char *sched = lt_opt_string(L, 2, fname, "schedule", "const");
 	if (!strcmp(sched, "const"))
 		cfg.sched = LT_SCHED_CONST;
@@ -1247,6 +1251,10 @@ int lt_l_finetune(lua_State *L)
 	lua_pushstring(L, sched); lua_setfield(L, -2, "schedule");
 	lua_pushinteger(L, cfg.threads); lua_setfield(L, -2, "threads");
 	lua_pushboolean(L, keep_zeros); lua_setfield(L, -2, "keep_zeros");
+	if (l1 > 0) {
+		lua_pushnumber(L, l1);
+		lua_setfield(L, -2, "l1");
+	}
 	journal_kernel(L, b, "finetune", 1, lua_gettop(L));
 	lua_pop(L, 1);
 	lua_pushboolean(L, 1);
@@ -1662,13 +1670,57 @@ static int m_save(lua_State *L)
 }
 
 /* m:eval{split="val", limit=0, staged=true, threads=0, batch=1000} */
+/* Per-node activation thresholds from opts.threshold: a number for every
+ * activation layer (relu, tanh, sigmoid), or {layer = t, ...}. NULL when
+ * the option is absent. */
+static float *act_thresholds(lua_State *L, int opts, const lt_graph *g, const char *fname)
+{
+	if (lua_isnil(L, opts) || lua_getfield(L, opts, "threshold") == LUA_TNIL) {
+		if (!lua_isnil(L, opts))
+			lua_pop(L, 1);
+		return NULL;
+	}
+	float *thr = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *thr, 0);
+	lua_insert(L, -2); /* anchored below the option */
+	for (int i = 0; i < g->n_nodes; i++)
+		thr[i] = 0;
+	if (lua_isnumber(L, -1)) {
+		float t = (float)lua_tonumber(L, -1);
+		for (int i = 0; i < g->n_nodes; i++)
+			if (g->nodes[i].op == LT_OP_RELU || g->nodes[i].op == LT_OP_TANH || g->nodes[i].op == LT_OP_SIGMOID)
+				thr[i] = t;
+	} else if (lua_istable(L, -1)) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+			int i = 0;
+			while (name && i < g->n_nodes && strcmp(g->nodes[i].name, name))
+				i++;
+			if (!name || i == g->n_nodes)
+				luaL_error(L, "%s: threshold: no layer named '%s'", fname, name ? name : "?");
+			if (!lua_isnumber(L, -1))
+				luaL_error(L, "%s: threshold of '%s' must be a number", fname, name);
+			thr[i] = (float)lua_tonumber(L, -1);
+			lua_pop(L, 1);
+		}
+	} else {
+		luaL_error(L, "%s: threshold must be a number or a table {layer = t}", fname);
+	}
+	lua_pop(L, 1);
+	return thr;
+}
+
+/* m:eval{split=, limit=, staged=, threads=, batch=, threshold=, activations=} */
 static int m_eval(lua_State *L)
 {
-	static const char *const names[] = {"split", "limit", "staged", "threads", "batch", NULL};
+	static const char *const names[] = {"split", "limit", "staged", "threads", "batch", "threshold",
+		"activations", NULL};
 	lt_bench *b = check_bench(L, 1);
+	lua_settop(L, 2);
 	lt_check_opts(L, 2, "eval", names);
 	lt_model *m = lt_opt_bool(L, 2, "eval", "staged", 1) ? lt_bench_staged(b) : lt_bench_committed(b);
-	if (!lt_model_graph(m))
+	const lt_graph *g = lt_model_graph(m);
+	if (!g)
 		return luaL_error(L, "eval: the model has no architecture (weights only)");
 	lt_dataset view;
 	lt_lstate_dataset(L, lt_opt_string(L, 2, "eval", "split", "val"),
@@ -1680,6 +1732,11 @@ static int m_eval(lua_State *L)
 			   .progress = eval_progress, .progress_ud = &ctx};
 	if (eo.batch < 1 || eo.threads < 0)
 		return luaL_error(L, "eval: batch must be positive and threads 0 or more");
+	eo.act_threshold = act_thresholds(L, 2, g, "eval");
+	if (eo.act_threshold || lt_opt_bool(L, 2, "eval", "activations", 0)) {
+		eo.act_nonzero = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *eo.act_nonzero, 0);
+		eo.act_total = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *eo.act_total, 0);
+	}
 	lt_eval_result r;
 	lt_err err;
 	ctx.model = m, ctx.data = &view, ctx.eo = &eo, ctx.r = &r, ctx.err = &err;
@@ -1687,7 +1744,7 @@ static int m_eval(lua_State *L)
 	lt_lua_progress(L, "evaluating", 1.0, NULL);
 	if (rc)
 		return lt_lraise(L, "eval", &err);
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, 7);
 	set_num(L, "accuracy", r.top1);
 	set_num(L, "top5", r.top5);
 	set_num(L, "loss", r.loss);
@@ -1700,6 +1757,21 @@ static int m_eval(lua_State *L)
 	}
 	lua_setfield(L, -2, "per_class");
 	lt_eval_result_free(&r);
+	if (eo.act_nonzero) {
+		/* activation density of every layer: non-zero outputs / outputs */
+		lua_createtable(L, g->n_nodes, 0);
+		for (int i = 0; i < g->n_nodes; i++) {
+			lua_createtable(L, 0, 4);
+			lua_pushstring(L, g->nodes[i].name);
+			lua_setfield(L, -2, "name");
+			lua_pushstring(L, lt_op_name(g->nodes[i].op));
+			lua_setfield(L, -2, "op");
+			set_num(L, "density", eo.act_total[i] ? (double)eo.act_nonzero[i] / (double)eo.act_total[i] : 0.0);
+			set_num(L, "threshold", eo.act_threshold ? eo.act_threshold[i] : 0.0);
+			lua_rawseti(L, -2, i + 1);
+		}
+		lua_setfield(L, -2, "activations");
+	}
 	return 1;
 }
 

@@ -76,6 +76,11 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 	lt_forward *f = lt_forward_new(m, opts ? opts->threads : 0, err);
 	if (!f)
 		return err ? err->code : LT_ENOMEM;
+	if (opts && ((opts->act_threshold && (rc = lt_forward_set_act_threshold(f, opts->act_threshold, err))) ||
+		     (opts->act_nonzero && (rc = lt_forward_count_activations(f, err))))) {
+		lt_forward_free(f);
+		return rc;
+	}
 	r->n_classes = (int)k;
 	r->confusion = lt_calloc((size_t)(k * k), sizeof *r->confusion);
 	r->class_total = lt_calloc((size_t)k, sizeof *r->class_total);
@@ -107,6 +112,8 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 		r->loss /= r->n;
 	}
 	r->images_per_s = r->forward_seconds > 0 ? r->n / r->forward_seconds : 0;
+	if (opts && opts->act_nonzero)
+		lt_forward_activation_counts(f, opts->act_nonzero, opts->act_total);
 	lt_free(x);
 	lt_free(out);
 	lt_forward_free(f);

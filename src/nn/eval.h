@@ -34,6 +34,12 @@ typedef struct lt_eval_opts {
 	 * from_data + i * lt_graph_value_numel), skipping the nodes before. */
 	int from_value;
 	const float *from_data;
+	/* Optional activation sparsity: per node, outputs below the threshold
+	 * become 0 (lt_forward_set_act_threshold); and when act_nonzero is set,
+	 * act_nonzero[i] / act_total[i] receive node i's non-zero outputs and
+	 * all its outputs over the evaluation (arrays of n_nodes). */
+	const float *act_threshold;
+	int64_t *act_nonzero, *act_total;
 } lt_eval_opts;
 
 /* Evaluate m (must have a graph) on d. Inputs are preprocessed as the

@@ -29,6 +29,7 @@ struct bound {             /* per-node parameters, f32 */
 struct worker {
 	float **vals;          /* per value: chunk * numel floats (value 0 unused) */
 	float *scratch;        /* convolution scratch, the largest plan's */
+	int64_t *nonzero;      /* per node, while counting activations */
 };
 
 struct lt_forward {
@@ -38,6 +39,9 @@ struct lt_forward {
 	int chunk;
 	struct bound *bound;
 	struct worker *work;
+	float *act_threshold;  /* per node (0: none), or NULL */
+	int counting;
+	int64_t *seen;         /* per node: outputs produced while counting */
 };
 
 /* Ops that pass their input through unchanged at inference share its buffer. */
@@ -115,6 +119,7 @@ static void free_worker(const lt_graph *g, struct worker *w)
 			lt_free(w->vals[i]);
 	lt_free(w->vals);
 	lt_free(w->scratch);
+	lt_free(w->nonzero);
 }
 
 void lt_forward_free(lt_forward *f)
@@ -131,8 +136,49 @@ void lt_forward_free(lt_forward *f)
 			free_worker(f->g, &f->work[t]);
 	lt_free(f->bound);
 	lt_free(f->work);
+	lt_free(f->act_threshold);
+	lt_free(f->seen);
 	lt_model_unref(f->model);
 	lt_free(f);
+}
+
+int lt_forward_set_act_threshold(lt_forward *f, const float *threshold, lt_err *err)
+{
+	int n = f->g->n_nodes;
+	lt_free(f->act_threshold);
+	f->act_threshold = NULL;
+	if (!threshold)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (!(threshold[i] >= 0 && threshold[i] < INFINITY))
+			return lt_err_set(err, LT_EINVAL, "activation threshold of layer '%s' must be 0 or more "
+					  "(got %g)", f->g->nodes[i].name, (double)threshold[i]);
+	if (!(f->act_threshold = lt_malloc_array((size_t)n, sizeof *f->act_threshold)))
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	memcpy(f->act_threshold, threshold, (size_t)n * sizeof *threshold);
+	return 0;
+}
+
+int lt_forward_count_activations(lt_forward *f, lt_err *err)
+{
+	int n = f->g->n_nodes;
+	if (!f->seen && !(f->seen = lt_calloc((size_t)n, sizeof *f->seen)))
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	for (int t = 0; t < f->threads; t++)
+		if (!f->work[t].nonzero && !(f->work[t].nonzero = lt_calloc((size_t)n, sizeof(int64_t))))
+			return lt_err_set(err, LT_ENOMEM, "out of memory");
+	f->counting = 1;
+	return 0;
+}
+
+void lt_forward_activation_counts(const lt_forward *f, int64_t *nonzero, int64_t *total)
+{
+	for (int i = 0; i < f->g->n_nodes; i++) {
+		nonzero[i] = 0;
+		total[i] = f->counting ? f->seen[i] : 0;
+		for (int t = 0; f->counting && t < f->threads; t++)
+			nonzero[i] += f->work[t].nonzero[i];
+	}
 }
 
 lt_forward *lt_forward_new(lt_model *m, int threads, lt_err *err)
@@ -218,6 +264,18 @@ static void run_node(lt_forward *f, struct worker *w, int i, float **val, int s0
 		break;
 	default:
 		break;
+	}
+	/* Activation sparsity: small outputs become exact zeros; counted. */
+	float thr = f->act_threshold ? f->act_threshold[i] : 0;
+	if (thr > 0)
+		for (int64_t k = 0; k < numel; k++)
+			y[k] = fabsf(y[k]) < thr ? 0.0f : y[k];
+	if (f->counting) {
+		int64_t nz = 0;
+		for (int64_t k = 0; k < numel; k++)
+			nz += y[k] != 0.0f;
+		w->nonzero[i] += nz;
+		__atomic_add_fetch(&f->seen[i], numel, __ATOMIC_RELAXED);
 	}
 }
 

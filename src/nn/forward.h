@@ -32,6 +32,18 @@ int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err 
 int lt_forward_run_range(lt_forward *f, int first, int last, const float *x, int64_t n,
 			 float *out, lt_err *err);
 
+/* Activation sparsity. With a threshold per node (0: none; NULL clears
+ * them all), outputs of node i with |y| < threshold[i] become exact zeros
+ * in every later run (also what the following nodes see). LT_EINVAL for a
+ * negative or non-finite threshold, LT_ENOMEM. */
+int lt_forward_set_act_threshold(lt_forward *f, const float *threshold, lt_err *err);
+/* From now on count the non-zero outputs of every node (after any
+ * threshold); lt_forward_activation_counts gives, per node, the non-zeros
+ * and all outputs counted so far (summed over threads; read it between
+ * runs). */
+int lt_forward_count_activations(lt_forward *f, lt_err *err);
+void lt_forward_activation_counts(const lt_forward *f, int64_t *nonzero, int64_t *total);
+
 int64_t lt_forward_in_numel(const lt_forward *f);
 int64_t lt_forward_out_numel(const lt_forward *f);
 /* 1 when the graph ends in softmax (outputs are probabilities). */

@@ -60,6 +60,16 @@ lt_model *lt_model_from_graph(lt_graph *g, uint64_t seed, lt_err *err)
 	return m;
 }
 
+/* The proximal step of t * |w|: shrink towards zero by t, and to exactly
+ * zero within t of it. */
+static void soft_threshold(float *w, int64_t n, float t)
+{
+	for (int64_t k = 0; k < n; k++) {
+		float a = fabsf(w[k]) - t;
+		w[k] = a > 0 ? copysignf(a, w[k]) : 0.0f;
+	}
+}
+
 /* Zero masked entries; values where the mask is 0 become exactly +0. */
 static void apply_mask(float *v, const float *mask, int64_t n)
 {
@@ -76,6 +86,8 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 		cfg.epochs = 10;
 	if (cfg.batch <= 0)
 		cfg.batch = 128;
+	if (!(cfg.l1 >= 0 && isfinite(cfg.l1)))
+		return lt_err_set(err, LT_EINVAL, "the L1 strength must be 0 or more (got %g)", (double)cfg.l1);
 	const lt_graph *gr = lt_model_graph(m);
 	if (!gr)
 		return lt_err_set(err, LT_ENOTSUP, "the model has no graph (weights-only file): nothing to train");
@@ -92,6 +104,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 	int rc = 0;
 	lt_optim *opt = NULL;
 	int64_t *order = NULL, *sizes = NULL;
+	char *l1_on = NULL;
 	float *x = NULL, **wv = NULL, **gv = NULL;
 	uint8_t *y = NULL;
 	lt_grad *g = lt_grad_new(m, cfg.threads, batch, err);
@@ -103,17 +116,22 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 	}
 	int np = lt_grad_nparams(g);
 	sizes = lt_malloc_array((size_t)np + 1, sizeof *sizes);
+	l1_on = lt_malloc_array((size_t)np + 1, sizeof *l1_on);
 	wv = lt_malloc_array((size_t)np + 1, sizeof *wv);
 	gv = lt_malloc_array((size_t)np + 1, sizeof *gv);
 	order = lt_malloc_array((size_t)train->n, sizeof *order);
 	x = lt_malloc_array((size_t)batch * (size_t)gr->in_numel, sizeof *x);
 	y = lt_malloc((size_t)batch);
-	if (!sizes || !wv || !gv || !order || !x || !y) {
+	if (!sizes || !l1_on || !wv || !gv || !order || !x || !y) {
 		rc = lt_err_set(err, LT_ENOMEM, "out of memory");
 		goto done;
 	}
 	for (int p = 0; p < np; p++) {
 		sizes[p] = lt_grad_param_size(g, p);
+		/* L1 applies to weights of 2+ dimensions only (a flag in sizes' sign
+		 * would be obscure: keep a list) */
+		lt_tensor *pt = lt_model_tensor(m, lt_grad_param_name(g, p));
+		l1_on[p] = cfg.l1 > 0 && pt && lt_tensor_ndim(pt) >= 2;
 		wv[p] = lt_grad_param_value(g, p);
 		gv[p] = lt_grad_param_grad(g, p);
 		/* masked weights start at zero, and stay there */
@@ -165,9 +183,12 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 			if (cfg.clip_norm > 0)
 				lt_clip_grad_norm(gv, sizes, np, cfg.clip_norm);
 			lt_optim_step(opt, wv, gv, lr);
-			for (int p = 0; p < np; p++)
+			for (int p = 0; p < np; p++) {
+				if (l1_on[p])
+					soft_threshold(wv[p], sizes[p], lr * cfg.l1);
 				if (lt_grad_param_mask(g, p))
 					apply_mask(wv[p], lt_grad_param_mask(g, p), sizes[p]);
+			}
 			loss_sum += loss * n;
 			hits += correct;
 			seen += n;
@@ -197,6 +218,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 		}
 	}
 done:
+	lt_free(l1_on);
 	lt_optim_free(opt);
 	lt_grad_free(g);
 	lt_free(sizes);

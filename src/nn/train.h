@@ -26,6 +26,13 @@ typedef struct lt_train_cfg {
 	int step_size;       /* LT_SCHED_STEP */
 	float gamma;         /* LT_SCHED_STEP */
 	float clip_norm;     /* 0 = no clipping */
+	/* L1-regularised sparse training by proximal soft-thresholding: the
+	 * loss gains l1 * sum |w| over the weights of 2 or more dimensions
+	 * (not biases or norms), applied after each optimiser step as
+	 * w = sign(w) * max(|w| - lr * l1, 0), which sets small weights to
+	 * exactly zero (a subgradient step would only make them oscillate).
+	 * 0 = off. */
+	float l1;
 } lt_train_cfg;
 
 /* Progress after each minibatch (batch < 0 at the end of an epoch, with

@@ -258,6 +258,28 @@ do
 	c:close()
 end
 
+-- Activation sparsity: densities per layer, thresholds on chosen layers.
+do
+	local a = assert(lathe.open(T.top .. "/samples/lenet300.safetensors"))
+	local r0 = a:eval{limit = 500, activations = true}
+	local relu
+	for _, x in ipairs(r0.activations) do if x.op == "relu" then relu = relu or x end end
+	T.ok(relu and relu.density > 0 and relu.density < 1, "activations: a relu's density", relu and relu.density)
+	local r1 = a:eval{limit = 500, threshold = 1.0}
+	local relu1
+	for _, x in ipairs(r1.activations) do if x.name == relu.name then relu1 = x end end
+	T.ok(relu1.density < relu.density and relu1.threshold == 1.0, "activations: a threshold lowers the density")
+	local every = {}
+	for _, x in ipairs(r0.activations) do if x.op == "relu" then every[x.name] = 1.0 end end
+	local r2 = a:eval{limit = 500, threshold = every}
+	T.is(r2.accuracy, r1.accuracy, "activations: a number is the same threshold on every activation layer")
+	local r3 = a:eval{limit = 500, threshold = {[relu.name] = 1.0}}
+	T.ok(r3.activations[#r3.activations].threshold == 0, "activations: a table thresholds only the layers named")
+	T.raises(function() a:eval{threshold = {nope = 1}} end, "no layer named 'nope'", "threshold layer checked")
+	T.raises(function() a:eval{threshold = -1} end, "0 or more", "threshold must be 0 or more")
+	a:close()
+end
+
 -- Weights-only: fidelity instead of accuracy.
 local w = assert(lathe.open(T.top .. "/tests/fixtures/weights_only.safetensors"))
 T.is(w.has_graph, false, "weights-only model")
