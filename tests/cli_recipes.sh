@@ -1,0 +1,84 @@
+#!/bin/sh
+# The pruning recipes of recipes/ run headless on the bundled samples with
+# small settings (a few hundred training images, one epoch) and do what
+# their header says: exit 0, the result printed, the saved model smaller or
+# sparser as promised and still evaluating. Fine-tuning needs the training
+# split (Debian's dataset-fashion-mnist); without it they are skipped.
+case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
+. "$here/lib.sh"
+
+R=$TOP_SRCDIR/recipes
+M3=$TOP_SRCDIR/samples/lenet300.safetensors
+M5=$TOP_SRCDIR/samples/lenet5.safetensors
+HAVE_TRAIN=0
+[ -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && HAVE_TRAIN=1
+if [ $HAVE_TRAIN = 0 ]; then
+	skip "pruning recipes" "no training split (apt-get install dataset-fashion-mnist)"
+	finish
+fi
+
+# recipe NAME MODEL [--set ...]: run it, saving to $T/NAME.safetensors.
+recipe() {
+	_name=$1 _model=$2
+	shift 2
+	run_slow "$LATHE" run "$R/$_name.lua" "$_model" -o "$T/$_name.safetensors" "$@"
+	is "$_name: exit 0" "$rc" 0
+	[ "$rc" = 0 ] || diag_file "$T/err" 20
+}
+
+# sparsity FILE: the fraction of zeros in FILE (lathe info --json).
+sparsity() {
+	"$LATHE" info "$1" --json | awk '/"totals"/ { t = 1 } t && /"params"/ { gsub(/[^0-9]/, ""); p = $0 }
+		t && /"zeros"/ { gsub(/[^0-9]/, ""); z = $0; t = 0 } END { if (p) printf "%.4f", z / p }'
+}
+
+# at_least DESC VALUE MIN
+at_least() {
+	if awk -v v="$2" -v m="$3" 'BEGIN { exit !(v != "" && v + 0 >= m) }'; then
+		ok "$1 ($2)"
+	else
+		not_ok "$1" "got '$2', want at least $3"
+	fi
+}
+
+recipe prune_magnitude "$M3" --set limit=500 --set epochs=1
+contains "prune_magnitude: previews three sparsities" "$T/out" "sparsity  90%: accuracy"
+contains "prune_magnitude: fine-tunes" "$T/out" "after 1 epoch(s) of masked fine-tuning"
+at_least "prune_magnitude: the saved model is sparse" "$(sparsity "$T/prune_magnitude.safetensors")" 0.89
+
+recipe prune_global "$M3" --set limit=500 --set epochs=1
+contains "prune_global: compares with the same share per layer" "$T/out" "ranked globally:"
+contains "prune_global: per-layer sparsities" "$T/out" "fc1.weight"
+at_least "prune_global: the saved model is sparse" "$(sparsity "$T/prune_global.safetensors")" 0.89
+
+recipe prune_gradual "$M3" --set limit=300 --set steps=2 --set final=0.8
+contains "prune_gradual: one line per step" "$T/out" "step 2: sparsity  80.0%"
+at_least "prune_gradual: the saved model is sparse" "$(sparsity "$T/prune_gradual.safetensors")" 0.79
+
+recipe prune_structured "$M3" --set limit=500 --set epochs=1
+contains "prune_structured: fc1 halves" "$T/out" "fc1       300 ->  150 units"
+run "$LATHE" info "$T/prune_structured.safetensors"
+contains "prune_structured: lathe info shows the thinner fc2" "$T/out" "[50, 150]"
+run "$LATHE" eval "$T/prune_structured.safetensors" --split test --limit 500
+is "prune_structured: the thinned model evaluates" "$rc" 0
+
+recipe sparsity_nm "$M5" --set limit=200 --set epochs=1
+contains "sparsity_nm: conv1 left dense" "$T/out" "left dense: conv1"
+at_least "sparsity_nm: about half the weights zero" "$(sparsity "$T/sparsity_nm.safetensors")" 0.45
+
+recipe l1_sparse_train "$M3" --set limit=1000 --set epochs=1 --set lambdas=0.001,0.01 --set budget=100
+contains "l1_sparse_train: a table of strengths" "$T/out" "0.01"
+at_least "l1_sparse_train: the kept model has zeros" "$(sparsity "$T/l1_sparse_train.safetensors")" 0.001
+
+recipe sensitivity "$M5" --set limit=300 --set train=200 --set budget=2
+contains "sensitivity: the table" "$T/out" "sensitivity (accuracy %"
+contains "sensitivity: the choice" "$T/out" "chosen within 2.0 points"
+contains "sensitivity: the joint preview" "$T/out" "all together: accuracy"
+
+recipe prune_lenet_paper "$M3" --set limit=300 --set steps=2 --set final_epochs=1 --set test=false
+contains "prune_lenet_paper: fc1 keeps 8 %" "$T/out" "fc1         235,200     18,816     8.0%"
+contains "prune_lenet_paper: fc3 keeps 26 %" "$T/out" "fc3           1,000        260    26.0%"
+recipe prune_lenet_paper "$M5" --set limit=200 --set steps=1 --set final_epochs=1 --set test=false
+contains "prune_lenet_paper on LeNet-5: conv1 keeps 66 %" "$T/out" "conv1           500        330    66.0%"
+contains "prune_lenet_paper on LeNet-5: conv2 keeps 12 %" "$T/out" "conv2        25,000      3,000    12.0%"
+finish
