@@ -32,7 +32,7 @@ local lathe = require "lathe"
 local schedule = require "lathe.schedule"
 local util = require "lathe.util"
 
-local P = lathe.params{steps = 4, epochs = 1, final_epochs = 4, lr = 1e-3, opt = "adam", weight_decay = 0.0,
+local P = lathe.params{steps = 4, epochs = 1, final_epochs = 8, lr = 2e-3, opt = "adam", weight_decay = 0.0,
 	batch = 128, limit = 0, test = true}
 
 local RATES = {
@@ -77,10 +77,22 @@ for k = 2, P.steps + 1 do
 end
 
 -- A last, longer fine-tuning at the final rates, the learning rate decaying
--- to zero (cosine) so the weights settle.
-lathe.finetune(model, {epochs = P.final_epochs, lr = P.lr, opt = P.opt, weight_decay = P.weight_decay,
-	batch = P.batch, limit = P.limit, schedule = "cosine", seed = P.steps + 2})
-model:commit("final fine-tuning")
+-- to zero (cosine) epoch by epoch. A pruned network overfits the training
+-- images quickly, so each epoch is kept only if the validation accuracy
+-- improved (the test split is never looked at to decide).
+local lr_at = schedule.cosine{lr = P.lr, steps = P.final_epochs}
+local best = model:preview().accuracy
+for e = 1, P.final_epochs do
+	lathe.finetune(model, {epochs = 1, lr = lr_at(e - 1), opt = P.opt, weight_decay = P.weight_decay,
+		batch = P.batch, limit = P.limit, seed = P.steps + 1 + e})
+	local acc = model:preview().accuracy
+	if acc > best then
+		best = acc
+		model:commit(("fine-tuning epoch %d"):format(e))
+	else
+		model:rollback()
+	end
+end
 
 -- The paper's table: weights per layer and the share kept.
 print(("\n%-8s %10s %10s %8s"):format("layer", "weights", "kept", "kept %"))

@@ -184,6 +184,49 @@ static void large_against_sort(void)
 	tap_ok(lt_prune_magnitude_parts(parts, 0, 1, &err) == LT_EINVAL, "k above the total refused: %s", err.msg);
 }
 
+/* Without old masks large inputs are selected from a sample's bracket; a
+ * sample that misleads (every sampled run large, the rest small) must fall
+ * back to the radix passes and give the same exact result. */
+static void sampled_against_sort(void)
+{
+	lt_err err = {0};
+	const int64_t n = 3 << 20, period = n / 4096;
+	float *w = malloc((size_t)n * sizeof *w), *mask = malloc((size_t)n * sizeof *mask);
+	ranked *r = malloc((size_t)n * sizeof *r);
+	char *want = malloc((size_t)n);
+	for (int trap = 0; trap < 2; trap++) {
+		uint64_t x = 0x2545F4914F6CDD1Dull;
+		for (int64_t i = 0; i < n; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			/* 5000 distinct magnitudes: many ties at every threshold */
+			w[i] = (float)((int)(x % 10001) - 5000) / 1024.0f;
+			int64_t off = i % period - period / 2;
+			if (trap)
+				w[i] = off >= -12 && off < 12 ? 100.0f + w[i] : w[i] / 100.0f;
+			r[i] = (ranked){0, fabsf(w[i]), i};
+		}
+		qsort(r, (size_t)n, sizeof *r, ranked_cmp);
+		int same = 1;
+		const int64_t ks[] = {1, n / 2, n * 9 / 10, n - 2};
+		for (size_t c = 0; c < sizeof ks / sizeof *ks; c++) {
+			lt_prune_part part = {w, NULL, n, mask, NULL};
+			int rc = lt_prune_magnitude_parts(&part, 1, ks[c], &err);
+			memset(want, 0, (size_t)n);
+			for (int64_t i = 0; i < ks[c]; i++)
+				want[r[i].index] = 1;
+			same &= rc == 0;
+			for (int64_t i = 0; same && i < n; i++)
+				same &= (mask[i] == 0.0f) == want[i];
+		}
+		tap_ok(same, "%lld elements, no old mask, ties, %s: masks as the sorted reference at 4 sparsities",
+		       (long long)n, trap ? "a sample that misleads (radix fallback)" : "selected from a sample");
+	}
+	free(w);
+	free(mask);
+	free(r);
+	free(want);
+}
+
 int main(void)
 {
 	lt_err err = {0};
@@ -198,6 +241,7 @@ int main(void)
 	global_against_torch("g60");
 	global_against_torch("g93");
 	large_against_sort();
+	sampled_against_sort();
 
 	/* torch prunes 60 % of what is left; lathe's sparsity is of the whole
 	 * tensor, so the same mask comes from the total. */

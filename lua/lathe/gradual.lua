@@ -12,7 +12,8 @@
 --             are schedule.agp_steps{initial, final, steps}: s(0) = initial,
 --             then final + (initial - final) * (1 - k/steps)^3, k = 1..steps
 --   initial   sparsity of the first step (default 0: nothing pruned then)
---   layers    list of layer names (default: every layer with a weight)
+--   layers    list of layer names (default: every layer whose weight has
+--             two or more dimensions, as lathe.prune chooses)
 --   global    rank the layers' weights together (default false: each layer
 --             reaches the target on its own)
 --   finetune  options for lathe.finetune after each step (default
@@ -49,6 +50,9 @@ function gradual.prune(model, opts)
 		if not (o[k] >= 0 and o[k] <= 1) then
 			error(("%s: option '%s' must be in [0, 1] (got %s)"):format(fname, k, tostring(o[k])), 2)
 		end
+	end
+	if o.steps < 1 then
+		error(("%s: option 'steps' must be an integer >= 1 (got %d)"):format(fname, o.steps), 2)
 	end
 	local targets = schedule.agp_steps{initial = o.initial, final = o.final, steps = o.steps}
 	local tune = util.copy(o.finetune)

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Countdown for failure injection; negative means off. Not atomic: the
  * sweeps that use it run single-threaded. */
@@ -49,14 +50,26 @@ void *lt_malloc_array(size_t count, size_t size)
 	return lt_malloc(count * size);
 }
 
+/* Large blocks are placed on 2 MiB boundaries and offered to the kernel
+ * as huge pages: first touching a 64 MB tensor then takes 32 page faults
+ * instead of 16,384 (measured: magnitude pruning of a 4096 x 4096 matrix
+ * spent most of its time faulting in fresh memory). */
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_FROM ((size_t)8 << 20)
+
 void *lt_alloc_uninit(size_t n)
 {
 	if (should_fail())
 		return NULL;
 	void *p = NULL;
-	size_t rounded = (n + 63) & ~(size_t)63;
-	if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64))
+	size_t align = n >= HUGE_FROM ? HUGE_PAGE : 64;
+	size_t rounded = (n + align - 1) & ~(align - 1);
+	if (rounded < n || posix_memalign(&p, align, rounded ? rounded : align))
 		return NULL;
+#ifdef MADV_HUGEPAGE
+	if (align == HUGE_PAGE)
+		madvise(p, rounded, MADV_HUGEPAGE); /* a hint: refusal changes nothing */
+#endif
 	return p;
 }
 

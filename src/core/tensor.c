@@ -165,13 +165,14 @@ static lt_tensor *tensor_alloc(int ndim, const int64_t *shape, lt_err *err)
 	return t;
 }
 
-lt_tensor *lt_tensor_new(int ndim, const int64_t *shape, lt_err *err)
+static lt_tensor *new_f32(int ndim, const int64_t *shape, int zeroed, lt_err *err)
 {
 	lt_tensor *t = tensor_alloc(ndim, shape, err);
 	if (!t)
 		return NULL;
+	size_t bytes = (size_t)t->numel * 4;
 	if ((uint64_t)t->numel > SIZE_MAX / 4 ||
-	    !(t->f32 = lt_alloc_aligned((size_t)t->numel * 4))) {
+	    !(t->f32 = zeroed ? lt_alloc_aligned(bytes) : lt_alloc_uninit(bytes))) {
 		lt_err_set(err, LT_ENOMEM, "out of memory for %" PRId64 " values", t->numel);
 		lt_free(t);
 		return NULL;
@@ -180,6 +181,16 @@ lt_tensor *lt_tensor_new(int ndim, const int64_t *shape, lt_err *err)
 	t->dtype = LT_F32;
 	t->raw = t->f32;
 	return t;
+}
+
+lt_tensor *lt_tensor_new(int ndim, const int64_t *shape, lt_err *err)
+{
+	return new_f32(ndim, shape, 1, err);
+}
+
+lt_tensor *lt_tensor_new_uninit(int ndim, const int64_t *shape, lt_err *err)
+{
+	return new_f32(ndim, shape, 0, err);
 }
 
 lt_tensor *lt_tensor_from_bytes(lt_dtype dtype, int ndim, const int64_t *shape,

@@ -46,6 +46,9 @@ int lt_shape_numel(int ndim, const int64_t *shape, int64_t limit,
 
 /* New zero-filled f32 tensor. NULL with err on bad shape or no memory. */
 lt_tensor *lt_tensor_new(int ndim, const int64_t *shape, lt_err *err);
+/* The same with the values left undefined, for kernels that write every
+ * element (zeroing a large tensor first costs as much as writing it). */
+lt_tensor *lt_tensor_new_uninit(int ndim, const int64_t *shape, lt_err *err);
 
 /* Tensor over bytes owned by blob (a new blob reference is taken). data must
  * hold numel * lt_dtype_size(dtype) bytes inside the blob; it need not be

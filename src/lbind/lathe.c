@@ -806,7 +806,7 @@ int luaopen_lathe(lua_State *L)
 	lua_pushstring(L, PACKAGE_VERSION);
 	lua_setfield(L, -2, "version");
 	/* The compression kernels, for discovery (completion, docs). */
-	static const char *const kernels[] = {"prune", "cast", "finetune", NULL};
+	static const char *const kernels[] = {"prune", "prune_structured", "prune_nm", "cast", "finetune", NULL};
 	lua_createtable(L, 3, 0);
 	for (int i = 0; kernels[i]; i++) {
 		lua_pushstring(L, kernels[i]);

@@ -556,6 +556,18 @@ static void set_int(lua_State *L, const char *k, int64_t v)
 
 /* ---- structured pruning and N:M -------------------------------------- */
 
+/* What a value is, in words for error messages. */
+static const char *kind_of(lua_State *L, int idx)
+{
+	if (luaL_testudata(L, idx, LT_MT_MODEL))
+		return "a model";
+	if (luaL_testudata(L, idx, LT_MT_LAYER))
+		return "a layer";
+	if (luaL_testudata(L, idx, LT_MT_TENSOR))
+		return "a tensor";
+	return luaL_typename(L, idx);
+}
+
 /* Names of the linear / conv2d layers a structured kernel acts on: the
  * target layer, the layers named in opts.layers, or (a whole model) every
  * one but the layer that cannot take the change (skip: the last for
@@ -566,6 +578,10 @@ static int structured_layers(lua_State *L, int target, int opts, const char *fna
 	int list = lua_gettop(L), k = 0;
 	lt_model *m;
 	if (luaL_testudata(L, target, LT_MT_LAYER)) {
+		if (!lua_isnil(L, opts) && lua_getfield(L, opts, "layers") != LUA_TNIL)
+			luaL_error(L, "%s: option 'layers' applies to a model, not to a layer", fname);
+		if (!lua_isnil(L, opts))
+			lua_pop(L, 1);
 		llayer *l = check_layer(L, target);
 		*b = l->bench;
 		lua_pushstring(L, l->name);
@@ -573,7 +589,7 @@ static int structured_layers(lua_State *L, int target, int opts, const char *fna
 		return list;
 	}
 	if (!luaL_testudata(L, target, LT_MT_MODEL))
-		luaL_error(L, "%s: expected a model or a layer (got %s)", fname, luaL_typename(L, target));
+		luaL_error(L, "%s: expected a model or a layer (got %s)", fname, kind_of(L, target));
 	*b = check_bench(L, target);
 	m = lt_bench_staged(*b);
 	const lt_graph *g = lt_model_graph(m);
@@ -672,7 +688,7 @@ int lt_l_prune_structured(lua_State *L)
 		lua_createtable(L, 2, 0);
 		lua_pushinteger(L, count);
 		lua_rawseti(L, -2, 1);
-		lua_pushinteger(L, thin ? count - k : count);
+		lua_pushinteger(L, count - k); /* units left (or left non-zero) */
 		lua_rawseti(L, -2, 2);
 		lua_setfield(L, units, layer);
 		lua_pop(L, 1);
@@ -842,7 +858,7 @@ static int sens_tostring(lua_State *L)
 	lt_sbuf *b = lt_sbuf_new(L);
 	char cell[96];
 	lua_getfield(L, 1, "baseline");
-	snprintf(cell, sizeof cell, "sensitivity (accuracy %%, baseline %.2f):\n%-16s %9s",
+	snprintf(cell, sizeof cell, "sensitivity (accuracy %%, baseline %.2f):\n%-24s %9s",
 		 100 * lua_tonumber(L, -1), "layer", "params");
 	lua_pop(L, 1);
 	lt_sbuf_adds(L, b, cell);
@@ -859,7 +875,7 @@ static int sens_tostring(lua_State *L)
 		lua_rawgeti(L, -1, i);
 		lua_getfield(L, -1, "name");
 		lua_getfield(L, -2, "params");
-		snprintf(cell, sizeof cell, "\n%-16.16s %9lld", lua_tostring(L, -2), (long long)lua_tointeger(L, -1));
+		snprintf(cell, sizeof cell, "\n%-24.24s %9lld", lua_tostring(L, -2), (long long)lua_tointeger(L, -1));
 		lua_pop(L, 2);
 		lt_sbuf_adds(L, b, cell);
 		lua_getfield(L, -1, "accuracy");
@@ -886,7 +902,7 @@ int lt_l_sensitivity(lua_State *L)
 	const char *fname = "lathe.sensitivity";
 	lua_settop(L, 2);
 	if (!luaL_testudata(L, 1, LT_MT_MODEL))
-		return luaL_error(L, "%s: expected a model (got %s)", fname, luaL_typename(L, 1));
+		return luaL_error(L, "%s: expected a model (got %s)", fname, kind_of(L, 1));
 	lt_check_opts(L, 2, fname, names);
 	lt_sensitivity_opts o = {.method = LT_PRUNE_MAGNITUDE};
 	const char *method = lt_opt_string(L, 2, fname, "method", "magnitude");
@@ -1730,8 +1746,8 @@ static int m_eval(lua_State *L)
 	lt_eval_opts eo = {.batch = (int)lt_opt_integer(L, 2, "eval", "batch", 1000),
 			   .threads = (int)lt_opt_integer(L, 2, "eval", "threads", 0),
 			   .progress = eval_progress, .progress_ud = &ctx};
-	if (eo.batch < 1 || eo.threads < 0)
-		return luaL_error(L, "eval: batch must be positive and threads 0 or more");
+	if (eo.batch < 1 || eo.threads < 0 || eo.threads > 256)
+		return luaL_error(L, "eval: batch must be positive and threads 0 (one per core) to 256");
 	eo.act_threshold = act_thresholds(L, 2, g, "eval");
 	if (eo.act_threshold || lt_opt_bool(L, 2, "eval", "activations", 0)) {
 		eo.act_nonzero = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *eo.act_nonzero, 0);
