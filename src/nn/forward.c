@@ -8,6 +8,7 @@
 #include "kern/blas.h"
 #include "nn/conv.h"
 #include "nn/layers.h"
+#include "nn/sparse.h"
 
 /* Workspace per thread is sized for this many floats across all values: a
  * chunk is the batch a GEMM layer sees at once, wide enough to run near
@@ -24,11 +25,16 @@ struct bound {             /* per-node parameters, f32 */
 	const float *w, *b;
 	float *bn_scale, *bn_shift; /* batchnorm folded to y = x*scale + shift */
 	lt_conv *conv;              /* convolution plan */
+	lt_sparse *sparse;          /* a pruned linear weight's non-zeros, when
+				     * the sparse kernel beats the dense one
+				     * for some batch (decided per call) */
+	int64_t nnz;
 };
 
 struct worker {
 	float **vals;          /* per value: chunk * numel floats (value 0 unused) */
 	float *scratch;        /* convolution scratch, the largest plan's */
+	float *sparse_scratch; /* the sparse kernels', the largest layer's */
 	int64_t *nonzero;      /* per node, while counting activations */
 };
 
@@ -68,6 +74,14 @@ static int bind_params(lt_forward *f, lt_err *err)
 		}
 		b->w = p[LT_P_WEIGHT];
 		b->b = p[LT_P_BIAS];
+		if (n->op == LT_OP_LINEAR) {
+			int64_t rows = n->out_features, cols = n->in_features;
+			lt_tensor *wt = lt_model_tensor(f->model, n->params[LT_P_WEIGHT]);
+			b->nnz = rows * cols - lt_tensor_count_zeros(wt);
+			if ((lt_sparse_pays(rows, cols, b->nnz, 1) || lt_sparse_pays(rows, cols, b->nnz, MAX_CHUNK)) &&
+			    !(b->sparse = lt_sparse_new(b->w, rows, cols, err)))
+				return err ? err->code : LT_ENOMEM;
+		}
 		if (n->op == LT_OP_CONV2D &&
 		    !(b->conv = lt_conv_new(n, lt_graph_value_shape(g, n->inputs[0]), b->w, b->b,
 					    LT_CONV_AUTO, err)))
@@ -95,8 +109,13 @@ static int alloc_worker(lt_forward *f, struct worker *w, lt_err *err)
 	w->vals = lt_calloc((size_t)g->n_nodes + 1, sizeof *w->vals);
 	if (!w->vals)
 		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	int64_t sparse_scratch = 0;
 	for (int i = 0; i < g->n_nodes; i++) {
 		const lt_node *n = &g->nodes[i];
+		if (f->bound[i].sparse) {
+			int64_t need = lt_sparse_scratch(f->bound[i].sparse, f->chunk);
+			sparse_scratch = need > sparse_scratch ? need : sparse_scratch;
+		}
 		if (is_identity(n->op))
 			continue;
 		w->vals[i + 1] = lt_alloc_uninit((size_t)(f->chunk * n->out_numel) * sizeof(float));
@@ -109,6 +128,8 @@ static int alloc_worker(lt_forward *f, struct worker *w, lt_err *err)
 	}
 	if (scratch && !(w->scratch = lt_alloc_uninit((size_t)scratch * sizeof(float))))
 		return lt_err_set(err, LT_ENOMEM, "out of memory for convolution scratch");
+	if (sparse_scratch && !(w->sparse_scratch = lt_alloc_uninit((size_t)sparse_scratch * sizeof(float))))
+		return lt_err_set(err, LT_ENOMEM, "out of memory for sparse scratch");
 	return 0;
 }
 
@@ -119,6 +140,7 @@ static void free_worker(const lt_graph *g, struct worker *w)
 			lt_free(w->vals[i]);
 	lt_free(w->vals);
 	lt_free(w->scratch);
+	lt_free(w->sparse_scratch);
 	lt_free(w->nonzero);
 }
 
@@ -130,6 +152,7 @@ void lt_forward_free(lt_forward *f)
 		for (int i = 0; i < f->g->n_nodes; i++) {
 			lt_free(f->bound[i].bn_scale);
 			lt_conv_free(f->bound[i].conv);
+			lt_sparse_free(f->bound[i].sparse);
 		}
 	if (f->work)
 		for (int t = 0; t < f->threads; t++)
@@ -225,6 +248,14 @@ fail:
 	return NULL;
 }
 
+int lt_forward_sparse_layers(const lt_forward *f)
+{
+	int n = 0;
+	for (int i = 0; i < f->g->n_nodes; i++)
+		n += f->bound[i].sparse != NULL;
+	return n;
+}
+
 int64_t lt_forward_in_numel(const lt_forward *f) { return f->g->in_numel; }
 int64_t lt_forward_out_numel(const lt_forward *f) { return lt_graph_out_numel(f->g); }
 
@@ -244,7 +275,14 @@ static void run_node(lt_forward *f, struct worker *w, int i, float **val, int s0
 	float *y = val[i + 1] + s0 * n->out_numel;
 	int64_t numel = (int64_t)b * n->out_numel;
 	switch (n->op) {
-	case LT_OP_LINEAR: lt_layers_linear(n, f->bound[i].w, f->bound[i].b, in, y, b); break;
+	case LT_OP_LINEAR: {
+		const struct bound *bd = &f->bound[i];
+		if (bd->sparse && lt_sparse_pays(n->out_features, n->in_features, bd->nnz, b))
+			lt_sparse_linear(bd->sparse, in, bd->b, y, b, w->sparse_scratch);
+		else
+			lt_layers_linear(n, bd->w, bd->b, in, y, b);
+		break;
+	}
 	case LT_OP_CONV2D: lt_conv_run(f->bound[i].conv, in, y, b, w->scratch); break;
 	case LT_OP_MAXPOOL2D:
 	case LT_OP_AVGPOOL2D: lt_layers_pool(n, shape, in, y, b); break;

@@ -44,6 +44,11 @@ int lt_forward_set_act_threshold(lt_forward *f, const float *threshold, lt_err *
 int lt_forward_count_activations(lt_forward *f, lt_err *err);
 void lt_forward_activation_counts(const lt_forward *f, int64_t *nonzero, int64_t *total);
 
+/* Linear layers whose weight is sparse enough to run through the sparse
+ * kernel (nn/sparse.h) for some batch size; each call then picks sparse or
+ * dense from the batch it gets (lt_sparse_pays). */
+int lt_forward_sparse_layers(const lt_forward *f);
+
 int64_t lt_forward_in_numel(const lt_forward *f);
 int64_t lt_forward_out_numel(const lt_forward *f);
 /* 1 when the graph ends in softmax (outputs are probabilities). */

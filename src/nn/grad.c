@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "kern/blas.h"
 #include "nn/layers.h"
+#include "nn/sparse.h"
 
 struct param {
 	const char *name;   /* borrowed from the graph */
@@ -22,6 +23,11 @@ struct param {
 struct bind {
 	int w, b;
 	float *run_mean, *run_var;   /* batch norm running statistics */
+	/* A masked linear weight sparse enough that its forward product runs
+	 * through the sparse kernel: the mask's positions, values refreshed
+	 * from the weight before every step (backward stays dense). */
+	lt_sparse *sparse;
+	int64_t nnz;
 };
 
 struct worker {
@@ -29,6 +35,7 @@ struct worker {
 	float **val, **dval;   /* per value: max_b * numel */
 	float **cols;          /* per conv node: im2col kept for backward */
 	float *gemm, *dcols;   /* conv scratch */
+	float *sparse_scratch;  /* the sparse kernel's, the largest layer's */
 	float **pgrad;         /* per param: this thread's gradient */
 	float **bn_mean, **bn_istd; /* per batch-norm node: C values */
 	/* the current slice */
@@ -136,6 +143,14 @@ static int alloc_worker(lt_grad *g, struct worker *w, lt_err *err)
 	if (gemm && (!(w->gemm = lt_alloc_aligned(b * (size_t)gemm * sizeof(float))) ||
 		     !(w->dcols = lt_alloc_aligned(b * (size_t)dcols * sizeof(float)))))
 		return lt_err_set(err, LT_ENOMEM, "out of memory for convolution scratch");
+	int64_t sparse = 0;
+	for (int i = 0; i < gr->n_nodes; i++)
+		if (g->bind[i].sparse) {
+			int64_t need = lt_sparse_scratch(g->bind[i].sparse, g->max_b);
+			sparse = need > sparse ? need : sparse;
+		}
+	if (sparse && !(w->sparse_scratch = lt_alloc_uninit((size_t)sparse * sizeof(float))))
+		return lt_err_set(err, LT_ENOMEM, "out of memory for sparse scratch");
 	for (int p = 0; p < g->nparams; p++) {
 		/* thread 0 sums straight into the shared gradient */
 		w->pgrad[p] = w == &g->work[0] ? g->params[p].grad
@@ -173,6 +188,7 @@ static void free_worker(lt_grad *g, struct worker *w)
 	lt_free(w->pgrad);
 	lt_free(w->gemm);
 	lt_free(w->dcols);
+	lt_free(w->sparse_scratch);
 }
 
 void lt_grad_free(lt_grad *g)
@@ -185,6 +201,9 @@ void lt_grad_free(lt_grad *g)
 	if (g->params)
 		for (int p = 0; p < g->nparams; p++)
 			lt_free(g->params[p].grad);
+	if (g->bind)
+		for (int i = 0; i < g->gr->n_nodes; i++)
+			lt_sparse_free(g->bind[i].sparse);
 	lt_free(g->work);
 	lt_free(g->params);
 	lt_free(g->bind);
@@ -238,6 +257,17 @@ lt_grad *lt_grad_new(lt_model *m, int threads, int max_batch, lt_err *err)
 		if (is_bn(n->op) && (!(b->run_mean = mutable_tensor(g, n->params[LT_P_MEAN], err)) ||
 				     !(b->run_var = mutable_tensor(g, n->params[LT_P_VAR], err))))
 			goto fail;
+		const float *mask = n->op == LT_OP_LINEAR && b->w >= 0 ? g->params[b->w].mask : NULL;
+		if (mask) {
+			int64_t rows = n->out_features, cols = n->in_features;
+			for (int64_t k = 0; k < rows * cols; k++)
+				b->nnz += mask[k] != 0.0f;
+			/* built from the mask (ones where kept) so the positions stay
+			 * those of the mask, whatever the values do */
+			if (lt_sparse_pays(rows, cols, b->nnz, g->max_b) &&
+			    !(b->sparse = lt_sparse_new(mask, rows, cols, err)))
+				goto fail;
+		}
 	}
 	for (int t = 0; t < g->threads; t++)
 		if (alloc_worker(g, &g->work[t], err))
@@ -246,6 +276,14 @@ lt_grad *lt_grad_new(lt_model *m, int threads, int max_batch, lt_err *err)
 fail:
 	lt_grad_free(g);
 	return NULL;
+}
+
+int lt_grad_sparse_layers(const lt_grad *g)
+{
+	int n = 0;
+	for (int i = 0; i < g->gr->n_nodes; i++)
+		n += g->bind[i].sparse != NULL;
+	return n;
 }
 
 int lt_grad_min_batch(const lt_grad *g)
@@ -334,7 +372,12 @@ static void forward_train(struct worker *w)
 		const float *wt = bd->w >= 0 ? g->params[bd->w].w : NULL;
 		const float *bias = bd->b >= 0 ? g->params[bd->b].w : NULL;
 		switch (n->op) {
-		case LT_OP_LINEAR: lt_layers_linear(n, wt, bias, x, y, b); break;
+		case LT_OP_LINEAR:
+			if (bd->sparse && lt_sparse_pays(n->out_features, n->in_features, bd->nnz, b))
+				lt_sparse_linear(bd->sparse, x, bias, y, b, w->sparse_scratch);
+			else
+				lt_layers_linear(n, wt, bias, x, y, b);
+			break;
 		case LT_OP_CONV2D: lt_layers_conv2d(n, wt, bias, shape, x, y, b, w->cols[i], w->gemm); break;
 		case LT_OP_MAXPOOL2D:
 		case LT_OP_AVGPOOL2D: lt_layers_pool(n, shape, x, y, b); break;
@@ -658,6 +701,10 @@ int lt_grad_step(lt_grad *g, const float *x, const uint8_t *labels, int64_t n,
 		return lt_err_set(err, LT_EINVAL, "batch normalisation needs at least 2 values per channel "
 				  "in a minibatch (got one sample)");
 	int T = g->threads;
+	/* The weights moved since the last step: the sparse forms follow. */
+	for (int i = 0; i < g->gr->n_nodes; i++)
+		if (g->bind[i].sparse)
+			lt_sparse_refresh(g->bind[i].sparse, g->params[g->bind[i].w].w);
 	/* One data thread: let OpenBLAS use every core; several: one each. */
 	int want_blas = T == 1 ? lt_cpu_count() : 1;
 	if (lt_blas_threads() != want_blas)

@@ -35,6 +35,9 @@ int lt_grad_step(lt_grad *g, const float *x, const uint8_t *labels, int64_t n,
 /* Smallest minibatch the graph can train on: 2 when a batch norm has one
  * value per channel and sample (no variance over a single sample), else 1. */
 int lt_grad_min_batch(const lt_grad *g);
+/* Masked linear layers whose forward product runs through the sparse
+ * kernel (nn/sparse.h) at this engine's batch per thread. */
+int lt_grad_sparse_layers(const lt_grad *g);
 
 /* Also compute dloss/dinput on the next steps (for tests; off by default). */
 void lt_grad_want_input_grad(lt_grad *g, int on);

@@ -34,6 +34,8 @@ INFER=$BUILDDIR/tests/bench/bench_infer
 SGEMM=$BUILDDIR/tests/bench/bench_sgemm
 CONV=$BUILDDIR/tests/bench/bench_conv
 SVD=$BUILDDIR/tests/bench/bench_svd
+PRUNE=$BUILDDIR/tests/bench/bench_prune
+PEER_PRUNE=$HERE/peer_prune.py
 PEER_SVD=$HERE/peer_svd.py
 TRAIN=$BUILDDIR/tests/bench/bench_train
 LATHE_BIN=$BUILDDIR/lathe
@@ -239,6 +241,19 @@ for i in "${!SVD_SHAPES[@]}"; do
 		fi
 	done
 done
+
+# ---- magnitude pruning --------------------------------------------------
+# A 4096x4096 float32 matrix to 90 %: lathe's kernel (selection, mask and
+# pruned copy) against numpy's partition + mask + multiply.
+PRUNE_REPS=7
+[ "${LATHE_BENCH_QUICK:-0}" = 1 ] && PRUNE_REPS=3
+echo "magnitude pruning 4096x4096 to 90 %:" >&2
+PR_L=$(run "lathe prune kernel" "$PRUNE" 4096 4096 0.9 $PRUNE_REPS)
+PR_N1= PR_N2=
+if [ $peer_ok = 1 ]; then
+	PR_N1=$(run "numpy partition + mask, 1 thread" "$PY" "$PEER_PRUNE" 4096 4096 0.9 $PRUNE_REPS 1)
+	PR_N2=$(run "numpy partition + mask, 2 threads" "$PY" "$PEER_PRUNE" 4096 4096 0.9 $PRUNE_REPS 2)
+fi
 
 # ---- TUI redraws ---------------------------------------------------------
 # `:redraws N` in the workbench at 200x60 inside tmux (the terminal), with
@@ -503,6 +518,15 @@ for i in "${!SVD_SHAPES[@]}"; do
 	best=$(printf '%s\n' "$n1" "$n2" | grep . | sort -g | head -n 1)
 	echo "| ${SVD_SHAPES[$i]/ /x} | $(jget route "$L") | $(fmt %.4f "$(jget median_s "$L")") | $(fmt %.4f "$n1") | $(fmt %.4f "$n2") | $(ratio "$best" "$(jget median_s "$L")") | $(fmt %.1e "$(jget max_rel_err "${SV[$i/numpy1]}")") |"
 done
+
+echo
+echo "### Magnitude pruning, 4096x4096 float32 to 90 % (median seconds)"
+echo
+PN1=$(jget median_s "$PR_N1") PN2=$(jget median_s "$PR_N2")
+PNB=$(printf '%s\n' "$PN1" "$PN2" | grep . | sort -g | head -n 1)
+echo "| lathe (2 threads) | numpy, 1 thread | numpy, 2 threads | ratio (numpy best / lathe) |"
+echo "|---:|---:|---:|---:|"
+echo "| $(fmt %.4f "$(jget median_s "$PR_L")") | $(fmt %.4f "$PN1") | $(fmt %.4f "$PN2") | $(ratio "$PNB" "$(jget median_s "$PR_L")") |"
 
 echo
 echo "### TUI"
