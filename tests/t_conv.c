@@ -89,7 +89,7 @@ static int fits(const struct shape *s, lt_conv_method m)
 static void every_method(const char *what, const struct shape *s, const float *x, const float *w,
 			 const float *b, const float *ref)
 {
-	for (lt_conv_method m = LT_CONV_AUTO; m <= LT_CONV_WINOGRAD; m++) {
+	for (lt_conv_method m = LT_CONV_AUTO; m <= LT_CONV_SPARSE; m++) {
 		lt_err err = {0};
 		lt_conv_method chosen = m;
 		double e = run_method(s, m, x, w, b, ref, &chosen, &err);
@@ -210,14 +210,49 @@ static void automatic_choice(void)
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		lt_node n = node_of(&cases[i].s);
 		int64_t in_shape[3] = {cases[i].s.C, cases[i].s.H, cases[i].s.W};
-		float *w = lt_calloc((size_t)cases[i].s.OC * cases[i].s.C * cases[i].s.KH * cases[i].s.KW,
-				     sizeof *w);
+		size_t nw = (size_t)cases[i].s.OC * cases[i].s.C * cases[i].s.KH * cases[i].s.KW;
+		float *w = lt_malloc_array(nw, sizeof *w);
+		for (size_t j = 0; j < nw; j++)
+			w[j] = 1.0f; /* dense */
 		lt_conv *c = lt_conv_new(&n, in_shape, w, NULL, LT_CONV_AUTO, NULL);
 		tap_ok(c && lt_conv_method_of(c) == cases[i].want, "auto: %s -> %s (got %s)", cases[i].why,
 		       lt_conv_method_name(cases[i].want), c ? lt_conv_method_name(lt_conv_method_of(c)) : "none");
 		lt_conv_free(c);
+		/* pruned to 5 %: where im2col would run, the sparse product does */
+		for (size_t j = 0; j < nw; j++)
+			w[j] = j % 20 == 0 ? 1.0f : 0.0f;
+		c = lt_conv_new(&n, in_shape, w, NULL, LT_CONV_AUTO, NULL);
+		lt_conv_method want = cases[i].want == LT_CONV_IM2COL ? LT_CONV_SPARSE : cases[i].want;
+		tap_ok(c && lt_conv_method_of(c) == want, "auto, 95 %% pruned: %s -> %s (got %s)", cases[i].why,
+		       lt_conv_method_name(want), c ? lt_conv_method_name(lt_conv_method_of(c)) : "none");
+		lt_conv_free(c);
 		lt_free(w);
 	}
+}
+
+/* The sparse method on pruned weights against the float64 loop. */
+static void sparse_against_loop(const char *what, struct shape s)
+{
+	lt_rng r = {7};
+	lt_node n = node_of(&s);
+	size_t nx = (size_t)s.B * s.C * s.H * s.W, nw = (size_t)s.OC * s.C * s.KH * s.KW;
+	float *x = random_array(&r, nx, 1), *w = random_array(&r, nw, 0.3f), *b = random_array(&r, (size_t)s.OC, 1);
+	for (size_t j = 0; j < nw; j++)
+		if (lt_rng_below(&r, 10) != 0)
+			w[j] = 0.0f; /* about 90 % pruned */
+	float *ref = lt_malloc_array((size_t)s.B * n.out_numel, sizeof *ref);
+	reference(&s, x, w, b, ref);
+	lt_err err = {0};
+	lt_conv_method chosen;
+	double e = run_method(&s, LT_CONV_SPARSE, x, w, b, ref, &chosen, &err);
+	tap_ok(e >= 0 && e <= TOL, "%s, 90 %% pruned: sparse matches (relative error %.2g)", what, e);
+	e = run_method(&s, LT_CONV_AUTO, x, w, b, ref, &chosen, &err);
+	tap_ok(e >= 0 && e <= TOL && chosen == LT_CONV_SPARSE, "%s, 90 %% pruned: auto -> %s matches (%.2g)", what,
+	       lt_conv_method_name(chosen), e);
+	lt_free(x);
+	lt_free(w);
+	lt_free(b);
+	lt_free(ref);
 }
 
 static void allocation_failures(void)
@@ -262,6 +297,8 @@ int main(void)
 	against_loop("stride (3, 1), 3x2 kernel", (struct shape){2, 2, 10, 9, 5, 3, 2, 3, 1, 1, 0}, 0);
 	against_loop("1x1, 12 channels", (struct shape){3, 12, 5, 7, 9, 1, 1, 1, 1, 0, 0}, 1);
 	automatic_choice();
+	sparse_against_loop("stride 2, 3x3, 32 -> 24 channels", (struct shape){3, 32, 13, 11, 24, 3, 3, 2, 2, 1, 1});
+	sparse_against_loop("1x1, 256 -> 40 channels", (struct shape){2, 256, 5, 6, 40, 1, 1, 1, 1, 0, 0});
 	allocation_failures();
 	return tap_done();
 }

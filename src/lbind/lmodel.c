@@ -554,6 +554,16 @@ static void set_int(lua_State *L, const char *k, int64_t v)
 	lua_setfield(L, -2, k);
 }
 
+/* Progress of work run through lt_lua_run_work: report the fraction done,
+ * and ask to stop (nonzero) once Ctrl-C has interrupted Lua. */
+static int work_progress(lua_State *L, lt_lua_work *w, int64_t done, int64_t total, const char *detail)
+{
+	if (lt_lua_interrupted())
+		return 1;
+	lt_lua_work_progress(L, w, total ? (double)done / (double)total : 1.0, detail);
+	return 0;
+}
+
 /* ---- structured pruning and N:M -------------------------------------- */
 
 /* What a value is, in words for error messages. */
@@ -808,10 +818,7 @@ struct sens_ctx {
 static int sens_progress(void *ud, int64_t done, int64_t total)
 {
 	struct sens_ctx *c = ud;
-	if (lt_lua_interrupted())
-		return 1;
-	lt_lua_work_progress(c->L, &c->work, total ? (double)done / (double)total : 1.0, NULL);
-	return 0;
+	return work_progress(c->L, &c->work, done, total, NULL);
 }
 
 static int sens_work(lt_lua_work *w)
@@ -1383,12 +1390,9 @@ struct eval_ctx {
 static int eval_progress(void *ud, int64_t done, int64_t total)
 {
 	struct eval_ctx *c = ud;
-	if (lt_lua_interrupted())
-		return 1;
 	char detail[64];
 	snprintf(detail, sizeof detail, "%lld/%lld images", (long long)done, (long long)total);
-	lt_lua_work_progress(c->L, &c->work, total ? (double)done / (double)total : 1.0, detail);
-	return 0;
+	return work_progress(c->L, &c->work, done, total, detail);
 }
 
 static int preview_work(lt_lua_work *w)

@@ -6,6 +6,7 @@
 #include "core/mem.h"
 #include "kern/blas.h"
 #include "nn/layers.h"
+#include "nn/sparse.h"
 #include "nn/simd.h"
 
 #define LANES 8
@@ -36,12 +37,16 @@ struct lt_conv {
 	/* direct */
 	float *wpk;                        /* [OC/4][C][KH][KW][4], zero-padded channels */
 	int hp, wp;                        /* padded input plane */
+	/* sparse */
+	lt_sparse *sp;                     /* the non-zeros of w as [OC][C*KH*KW] */
+	int64_t nnz;
 };
 
 const char *lt_conv_method_name(lt_conv_method m)
 {
 	switch (m) {
 	case LT_CONV_IM2COL: return "im2col";
+	case LT_CONV_SPARSE: return "sparse";
 	case LT_CONV_DIRECT: return "direct";
 	case LT_CONV_WINOGRAD: return "winograd";
 	default: return "auto";
@@ -474,6 +479,12 @@ static lt_conv_method choose(const lt_conv *c)
 	}
 	if (c->SW == 1 && c->C * c->KH * c->KW <= 75)
 		return LT_CONV_DIRECT;
+	int64_t k = (int64_t)c->C * c->KH * c->KW, nnz = 0;
+	for (int64_t i = 0; i < c->OC * k; i++)
+		nnz += c->w[i] != 0.0f;
+	/* a few samples' columns, as the forward pass's chunks give it */
+	if (lt_sparse_pays(c->OC, k, nnz, (int64_t)c->OH * c->OW * 8))
+		return LT_CONV_SPARSE;
 	return LT_CONV_IM2COL;
 }
 
@@ -515,6 +526,10 @@ lt_conv *lt_conv_new(const lt_node *n, const int64_t *in_shape, const float *w,
 			goto fail;
 		break;
 	case LT_CONV_IM2COL: break;
+	case LT_CONV_SPARSE:
+		if (!(c->sp = lt_sparse_new(w, c->OC, (int64_t)c->C * c->KH * c->KW, err)))
+			goto fail;
+		break;
 	default:
 		lt_err_set(err, LT_EINVAL, "unknown convolution method %d", (int)method);
 		goto fail;
@@ -531,6 +546,7 @@ void lt_conv_free(lt_conv *c)
 		return;
 	lt_free(c->u);
 	lt_free(c->wpk);
+	lt_sparse_free(c->sp);
 	lt_free(c);
 }
 
@@ -541,8 +557,28 @@ int64_t lt_conv_scratch(const lt_conv *c, int b)
 	case LT_CONV_WINOGRAD:
 		return (int64_t)c->a * c->a * (c->C + WINO_OCG) * WINO_TB;
 	case LT_CONV_DIRECT: return (int64_t)c->C * c->hp * c->wp;
+	case LT_CONV_SPARSE:
+		return ((int64_t)c->C * c->KH * c->KW + c->OC) * b * ohw + lt_sparse_scratch(c->sp, b * ohw);
 	default: return ((int64_t)c->C * c->KH * c->KW + c->OC) * b * ohw;
 	}
+}
+
+/* im2col, the sparse product into [OC][b * OH * OW], then each sample's
+ * channels to NCHW with the bias. */
+static void sparse_run(const lt_conv *c, const float *x, float *y, int b, float *scratch)
+{
+	int64_t ohw = (int64_t)c->OH * c->OW, n = b * ohw, k = (int64_t)c->C * c->KH * c->KW;
+	float *cols = scratch, *prod = cols + k * n, *rest = prod + c->OC * n;
+	lt_layers_im2col(c->n, c->in_shape, x, cols, b);
+	lt_sparse_matmul(c->sp, cols, n, NULL, prod, rest);
+	for (int s = 0; s < b; s++)
+		for (int o = 0; o < c->OC; o++) {
+			const float *src = prod + o * n + s * ohw;
+			float *dst = y + ((int64_t)s * c->OC + o) * ohw;
+			float bias = c->bias ? c->bias[o] : 0.0f;
+			for (int64_t i = 0; i < ohw; i++)
+				dst[i] = src[i] + bias;
+		}
 }
 
 void lt_conv_run(const lt_conv *c, const float *x, float *y, int b, float *scratch)
@@ -552,6 +588,7 @@ void lt_conv_run(const lt_conv *c, const float *x, float *y, int b, float *scrat
 	switch (c->method) {
 	case LT_CONV_WINOGRAD: wino_run(c, x, y, b, scratch); break;
 	case LT_CONV_DIRECT: direct_run(c, x, y, b, scratch); break;
+	case LT_CONV_SPARSE: sparse_run(c, x, y, b, scratch); break;
 	default: {
 		int64_t cols = (int64_t)c->C * c->KH * c->KW * b * c->OH * c->OW;
 		lt_layers_conv2d(c->n, c->w, c->bias, c->in_shape, x, y, b, scratch, scratch + cols);

@@ -10,6 +10,10 @@
  *            input, so a NaN or infinity in the input spreads to the 4x4
  *            tile around it (a plain convolution confines it to the
  *            outputs that read it).
+ *   sparse   im2col + the sparse product of nn/sparse.h, for pruned
+ *            weights where im2col would run: the automatic choice when
+ *            the weights' density makes it pay (lt_sparse_pays); Winograd
+ *            and direct layers keep their method.
  * Training keeps im2col because backward reuses the unfolded input. */
 #ifndef LT_CONV_H
 #define LT_CONV_H
@@ -24,6 +28,7 @@ typedef enum {
 	LT_CONV_IM2COL,
 	LT_CONV_DIRECT,
 	LT_CONV_WINOGRAD,
+	LT_CONV_SPARSE,
 } lt_conv_method;
 
 typedef struct lt_conv lt_conv;
@@ -37,7 +42,7 @@ lt_conv *lt_conv_new(const lt_node *n, const int64_t *in_shape, const float *w,
 void lt_conv_free(lt_conv *c);
 
 lt_conv_method lt_conv_method_of(const lt_conv *c);
-/* "im2col", "direct", "winograd" ("auto" for LT_CONV_AUTO). */
+/* "im2col", "direct", "winograd", "sparse" ("auto" for LT_CONV_AUTO). */
 const char *lt_conv_method_name(lt_conv_method m);
 
 /* Floats of scratch lt_conv_run needs for b samples. */

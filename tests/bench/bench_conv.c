@@ -12,12 +12,7 @@
 #include "core/mem.h"
 #include "kern/blas.h"
 #include "nn/conv.h"
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -72,7 +67,7 @@ int main(int argc, char **argv)
 			lt_conv_run(c, x, y, B, scratch);
 			t[r] = lt_seconds() - t0;
 		}
-		qsort(t, (size_t)reps, sizeof *t, cmp);
+		qsort(t, (size_t)reps, sizeof *t, bench_cmp);
 		printf(", \"%s_s\": %.3e, \"%s_gmacs\": %.2f", lt_conv_method_name(m), t[reps / 2],
 		       lt_conv_method_name(m), macs / t[reps / 2] / 1e9);
 		lt_free(scratch);

@@ -12,12 +12,7 @@
 #include "io/open.h"
 #include "kern/blas.h"
 #include "nn/forward.h"
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -59,7 +54,7 @@ int main(int argc, char **argv)
 		if (r >= 0)
 			t[r] = lt_seconds() - t0;
 	}
-	qsort(t, (size_t)reps, sizeof *t, cmp);
+	qsort(t, (size_t)reps, sizeof *t, bench_cmp);
 	double med = t[reps / 2];
 	printf("{\"engine\": \"lathe\", \"batch\": %d, \"images\": %lld, \"median_s\": %.6f, "
 	       "\"images_per_s\": %.1f, \"latency_us\": %.2f, \"core\": \"%s\"}\n",

@@ -12,21 +12,7 @@
 #include "core/clock.h"
 #include "kern/blas.h"
 #include "kern/prune.h"
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static float fill(uint64_t i)
-{
-	uint64_t h = (i + 1) * 0x9E3779B97F4A7C15ull;
-	h ^= h >> 32;
-	h *= 0xD6E8FEB86659FD93ull;
-	h ^= h >> 32;
-	return (float)(h >> 40) / 16777216.0f - 0.5f;
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -45,7 +31,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int64_t i = 0; i < shape[0] * shape[1]; i++)
-		w[i] = fill((uint64_t)i);
+		w[i] = bench_fill((uint64_t)i);
 	lt_prune_spec spec = {.sparsity = sparsity};
 	double times[100];
 	int64_t zeros = 0;
@@ -62,7 +48,7 @@ int main(int argc, char **argv)
 		zeros = lt_tensor_count_zeros(p);
 		lt_tensor_unref(p);
 	}
-	qsort(times, (size_t)reps, sizeof *times, cmp);
+	qsort(times, (size_t)reps, sizeof *times, bench_cmp);
 	printf("{\"bench\": \"prune\", \"rows\": %lld, \"cols\": %lld, \"sparsity\": %g, \"threads\": %d, "
 	       "\"median_s\": %.6f, \"zeros\": %lld}\n", (long long)shape[0], (long long)shape[1], sparsity,
 	       lt_cpu_count(), times[reps / 2], (long long)zeros);

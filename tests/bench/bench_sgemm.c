@@ -9,12 +9,7 @@
 #include "core/clock.h"
 #include "core/mem.h"
 #include "kern/blas.h"
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -46,7 +41,7 @@ int main(int argc, char **argv)
 			lt_sgemm(0, 0, m, n, k, 1, a, k, b, n, 0, c, n);
 		t[r] = (lt_seconds() - t0) / inner;
 	}
-	qsort(t, (size_t)reps, sizeof *t, cmp);
+	qsort(t, (size_t)reps, sizeof *t, bench_cmp);
 	printf("{\"m\": %d, \"k\": %d, \"n\": %d, \"threads\": %d, \"median_s\": %.3e, "
 	       "\"gflops\": %.1f, \"core\": \"%s\", \"chosen_by\": \"%s\"}\n",
 	       m, k, n, threads, t[reps / 2], 2.0 * m * k * n / t[reps / 2] / 1e9, lt_blas_core(),

@@ -29,14 +29,9 @@
 #include "kern/blas.h"
 #include "nn/layers.h"
 #include "nn/sparse.h"
+#include "bench_util.h"
 
 #define MAX_LAYERS 3
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -51,12 +46,6 @@ static uint64_t hash(uint64_t i)
 	h *= 0xD6E8FEB86659FD93ull;
 	h ^= h >> 32;
 	return h;
-}
-
-/* Uniform in [-0.5, 0.5) from the hash of i. */
-static float fill(uint64_t i)
-{
-	return (float)(hash(i) >> 40) / 16777216.0f - 0.5f;
 }
 
 static void *need(void *p)
@@ -85,7 +74,7 @@ static void layer_init(struct layer *l, int64_t rows, int64_t cols, const float 
 	l->w = need(lt_alloc_aligned(n * sizeof(float)));
 	l->bias = need(lt_alloc_aligned((size_t)rows * sizeof(float)));
 	for (size_t i = 0; i < n; i++)
-		l->w[i] = src ? src[i] : fill(i + seed);
+		l->w[i] = src ? src[i] : bench_fill(i + seed);
 	if (src) {
 		/* magnitude: keep the largest |w|, like lt_prune_tensor */
 		float *mag = need(malloc(n * sizeof(float)));
@@ -200,7 +189,7 @@ static void measure(struct job *j, int reps, double *dense_s, double *sparse_s, 
 	size_t nx = (size_t)(l[0].cols * j->b);
 	float *x = need(lt_alloc_aligned(nx * sizeof(float)));
 	for (size_t i = 0; i < nx; i++)
-		x[i] = fill(i * 7 + 3);
+		x[i] = bench_fill(i * 7 + 3);
 	j->x = x;
 	j->scratch = scratch ? need(lt_alloc_aligned((size_t)scratch * sizeof(float))) : NULL;
 	*err = check(j);
@@ -215,8 +204,8 @@ static void measure(struct job *j, int reps, double *dense_s, double *sparse_s, 
 		if (!first)
 			ts[r] = run_many(j, 1, inner);
 	}
-	qsort(td, (size_t)reps, sizeof *td, cmp);
-	qsort(ts, (size_t)reps, sizeof *ts, cmp);
+	qsort(td, (size_t)reps, sizeof *td, bench_cmp);
+	qsort(ts, (size_t)reps, sizeof *ts, bench_cmp);
 	*dense_s = td[reps / 2];
 	*sparse_s = ts[reps / 2];
 	for (int i = 0; i < j->nl; i++)

@@ -15,23 +15,7 @@
 #include "core/mem.h"
 #include "kern/blas.h"
 #include "kern/spectrum.h"
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-/* Element i: a 64-bit multiply-xorshift hash of i + 1, top 24 bits as a
- * uniform value in [-0.5, 0.5), exact in float32. */
-static float fill(uint64_t i)
-{
-	uint64_t h = (i + 1) * 0x9E3779B97F4A7C15ull;
-	h ^= h >> 32;
-	h *= 0xD6E8FEB86659FD93ull;
-	h ^= h >> 32;
-	return (float)(h >> 40) / 16777216.0f - 0.5f;
-}
+#include "bench_util.h"
 
 static double time_route(const float *a, int64_t rows, int64_t cols, lt_svd_route route,
 			 int reps, double *sigma, double *t)
@@ -46,7 +30,7 @@ static double time_route(const float *a, int64_t rows, int64_t cols, lt_svd_rout
 		lt_spectrum_singular_values(a, rows, cols, route, sigma, &err);
 		t[r] = lt_seconds() - t0;
 	}
-	qsort(t, (size_t)reps, sizeof *t, cmp);
+	qsort(t, (size_t)reps, sizeof *t, bench_cmp);
 	return t[reps / 2];
 }
 
@@ -70,7 +54,7 @@ int main(int argc, char **argv)
 	if (!a || !sigma || !t)
 		return 1;
 	for (int64_t i = 0; i < rows * cols; i++)
-		a[i] = fill((uint64_t)i);
+		a[i] = bench_fill((uint64_t)i);
 	lt_svd_route chosen = lt_spectrum_route(rows, cols);
 	/* The chosen route last, so sigma holds its values. */
 	lt_svd_route other = chosen == LT_SVD_GRAM ? LT_SVD_GESDD : LT_SVD_GRAM;

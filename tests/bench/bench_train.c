@@ -19,6 +19,7 @@
 #include "data/dataset.h"
 #include "kern/blas.h"
 #include "nn/train.h"
+#include "bench_util.h"
 
 struct rec {
 	int64_t stop_at;   /* partial epoch: stop after this many batches, else 0 */
@@ -46,12 +47,6 @@ static int on_progress(void *ud, const lt_train_status *st)
 		return 1; /* ends the run with LT_ECANCEL, which is expected here */
 	}
 	return 0;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
 }
 
 /* The whole file as a NUL-terminated string, or NULL. */
@@ -176,7 +171,7 @@ int main(int argc, char **argv)
 		printf("%s%.3f", i ? ", " : "", r.epoch_s[i]);
 	double *sorted = calloc((size_t)r.n, sizeof *sorted);
 	memcpy(sorted, r.epoch_s, (size_t)r.n * sizeof *sorted);
-	qsort(sorted, (size_t)r.n, sizeof *sorted, cmp);
+	qsort(sorted, (size_t)r.n, sizeof *sorted, bench_cmp);
 	double med = sorted[r.n / 2]; /* upper median for even counts, as bench_infer */
 	printf("], \"median_epoch_s\": %.3f, \"images_per_s\": %.1f, ", med, (double)d.n / med);
 	if (r.done > 0)

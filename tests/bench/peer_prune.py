@@ -26,14 +26,10 @@ def main(argv):
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(threads)
     import numpy as np
 
-    i = np.arange(1, rows * cols + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        h = i * np.uint64(0x9E3779B97F4A7C15)
-        h ^= h >> np.uint64(32)
-        h *= np.uint64(0xD6E8FEB86659FD93)
-        h ^= h >> np.uint64(32)
-    w = ((h >> np.uint64(40)).astype(np.float32) / np.float32(16777216) - np.float32(0.5)).reshape(rows, cols)
-    del i, h
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from hashfill import hash_fill
+
+    w = hash_fill(rows * cols).reshape(rows, cols)
     k = int(round(rows * cols * sparsity))
 
     def prune():

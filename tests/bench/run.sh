@@ -359,6 +359,27 @@ for model in lenet300 lenet5; do
 	done
 done
 
+# ---- pruned lenet300: sparse kernels against the dense form ------------------
+# The bundled lenet300 pruned by magnitude to 92 % in every layer (written
+# to a temporary file by lathe itself), run by the same forward pass: its
+# linear layers go through the sparse kernel when lt_sparse_pays says so.
+SPARSE_MODEL=$(mktemp /tmp/lathe-bench-l300-92-XXXXXX.safetensors)
+declare -A SP
+if "$LATHE_BIN" lua -m "$SRCDIR/samples/lenet300.safetensors" \
+	-e "lathe.prune(model, {sparsity = 0.92}); model:commit(); model:save('$SPARSE_MODEL')" >/dev/null 2>"$ERR"; then
+	for batch in 1000 1; do
+		if [ $batch = 1 ]; then n=$ONE_IMAGES reps=$ONE_REPS; else n=$BIG_IMAGES reps=$BIG_REPS; fi
+		echo "lenet300 pruned to 92 %, batch $batch:" >&2
+		SP[$batch/dense]=$(run "dense lenet300, batch $batch" "$INFER" "$SRCDIR/samples/lenet300.safetensors" "$DATA" $batch $n $reps)
+		SP[$batch/sparse]=$(run "92 % pruned lenet300, batch $batch" "$INFER" "$SPARSE_MODEL" "$DATA" $batch $n $reps)
+	done
+else
+	echo "run.sh: could not write the pruned lenet300:" >&2
+	sed 's/^/    /' "$ERR" >&2
+	echo "pruned lenet300" >>"$FAILS"
+fi
+rm -f "$SPARSE_MODEL"
+
 # ---- preview ------------------------------------------------------------
 # model:preview() on the 5,000 validation images (needs the training file,
 # whose last 5,000 images are the validation split, or a val-* file).
@@ -517,6 +538,22 @@ for i in "${!SVD_SHAPES[@]}"; do
 	n1=$(jget median_s "${SV[$i/numpy1]}") n2=$(jget median_s "${SV[$i/numpy2]}")
 	best=$(printf '%s\n' "$n1" "$n2" | grep . | sort -g | head -n 1)
 	echo "| ${SVD_SHAPES[$i]/ /x} | $(jget route "$L") | $(fmt %.4f "$(jget median_s "$L")") | $(fmt %.4f "$n1") | $(fmt %.4f "$n2") | $(ratio "$best" "$(jget median_s "$L")") | $(fmt %.1e "$(jget max_rel_err "${SV[$i/numpy1]}")") |"
+done
+
+echo
+echo "### Pruned lenet300 (92 % of every layer's weights zero) against its dense form"
+echo
+echo "Same forward pass, same images; the pruned layers run through the sparse kernel."
+echo
+echo "| batch | dense | pruned, sparse kernels | speed-up |"
+echo "|---:|---:|---:|---:|"
+for batch in 1 1000; do
+	D=${SP[$batch/dense]} S=${SP[$batch/sparse]}
+	if [ $batch = 1 ]; then
+		echo "| 1 | $(fmt %.2f "$(jget latency_us "$D")") µs | $(fmt %.2f "$(jget latency_us "$S")") µs | $(ratio "$(jget latency_us "$D")" "$(jget latency_us "$S")") |"
+	else
+		echo "| 1000 | $(fmt %.0f "$(jget images_per_s "$D")") img/s | $(fmt %.0f "$(jget images_per_s "$S")") img/s | $(ratio "$(jget images_per_s "$S")" "$(jget images_per_s "$D")") |"
+	fi
 done
 
 echo
