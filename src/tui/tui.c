@@ -341,13 +341,13 @@ static const char *const help_lines[] = {
 	"  l                 histogram: linear or log10|w|",
 	"  m                 heatmap: committed, staged, changed, per filter",
 	"  + -  arrows       heatmap: zoom and pan",
+	"  v                 spectrum pane: singular values / last sensitivity sweep",
 	"  q                 quit (asks if changes are staged)",
 	"  mouse             click a layer or a pane",
 	"",
 	"REPL: the Lua API of lathe-lua(3); `model` is the open model.",
-	"  :export svg PATH [hist|heat|spec]   save a plot as SVG",
-	"  :redraws N        time N full redraws;  :q  quit",
-	"",
+	"  :export svg PATH [hist|heat|spec|sens]   save a plot as SVG",
+	"  :redraws N, :latency   timings;  :q quit (:q! drops staged changes)",
 	"press any key",
 };
 
