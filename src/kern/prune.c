@@ -2,7 +2,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/mem.h"
@@ -24,11 +23,14 @@ int64_t lt_prune_count(int64_t n, double sparsity)
  * Every element gets a 32-bit rank key: 0 for elements a mask already
  * holds at zero (they go first), else the bits of |w| plus one (the bits
  * of a non-negative float order as the floats do; NaN ranks last). The
- * k-th smallest key is found by radix selection in three histogram passes
- * of 11, 11 and 10 bits (2048 bins: the counts stay in L1 cache, and the
- * first pass spreads them over four copies so repeated bins do not wait
- * on each other; the later passes only count the few keys that share the
- * digits found so far). A fourth pass writes the masks: keys up to the
+ * k-th smallest key is found by radix selection over digits of 11, 11 and
+ * 10 bits (2048 bins: the counts stay in L1 cache, and the first pass
+ * spreads them over four copies so repeated bins do not wait on each
+ * other). The keys in the first digit's bin are then collected once (when
+ * they are at most an eighth of all) and only they are counted for the
+ * other digits; otherwise each digit reads everything again. Large inputs
+ * without masks try a sample first (select_by_sample, below), which
+ * usually needs one read pass in all. A last pass writes the masks: keys up to the
  * k-th pruned; then equal keys beyond the k needed are kept again, the
  * latest ones, so ties go to the lower index. Passes run on a few threads
  * over slices of the concatenated elements. */
