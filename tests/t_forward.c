@@ -183,9 +183,10 @@ int main(void)
 			for (int64_t c = 0; c < k; c++)
 				got[s * k + c] = (float)a[c];
 		}
-		const int sb[] = {1, 3, 17, 256};
-		for (int c = 0; c < 4; c++) {
-			lt_forward *sf = lt_forward_new(sm, c % 2 + 1, &err);
+		/* batch 1 on two threads: the second core takes half of fc1 */
+		const int sb[] = {1, 1, 3, 17, 256}, st[] = {1, 2, 2, 1, 2};
+		for (int c = 0; c < 5; c++) {
+			lt_forward *sf = lt_forward_new(sm, st[c], &err);
 			float *out = lt_malloc_array((size_t)(n * k), sizeof *out);
 			for (int64_t i = 0; sf && i < n; i += sb[c]) {
 				int64_t bsz = n - i < sb[c] ? n - i : sb[c];
@@ -195,8 +196,8 @@ int main(void)
 			for (int64_t i = 0; i < n * k; i++)
 				worst = fmax(worst, fabs(out[i] - got[i]));
 			tap_ok(sf && lt_forward_sparse_layers(sf) == 3 && worst <= 1e-5 * scale,
-			       "92 %% pruned mlp, its 3 linear layers sparse, batch %d: max |diff| %.3g against "
-			       "float64 (scale %.3g)", sb[c], worst, scale);
+			       "92 %% pruned mlp, its 3 linear layers sparse, batch %d, %d thread(s): max |diff| %.3g "
+			       "against float64 (scale %.3g)", sb[c], st[c], worst, scale);
 			lt_free(out);
 			lt_forward_free(sf);
 		}

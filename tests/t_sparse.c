@@ -350,6 +350,42 @@ static void alloc_failures(void)
 	lt_sparse_free(s);
 }
 
+/* Parts of a one-sample product, computed apart, make up the whole. */
+static void parts_make_whole(void)
+{
+	lt_err err = {0};
+	const int64_t rows = 77, cols = 300;
+	float *w = lt_calloc((size_t)(rows * cols), sizeof *w), *x = lt_malloc_array((size_t)cols, sizeof *x);
+	float *bias = lt_malloc_array((size_t)rows, sizeof *bias);
+	float *whole = lt_malloc_array((size_t)rows, sizeof *whole), *y = lt_malloc_array((size_t)rows, sizeof *y);
+	uint64_t h = 12345;
+	for (int64_t i = 0; i < rows * cols; i++) {
+		h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+		if (h % 10 == 0 || (i / cols) % 9 == 0) /* ~10 %, and some denser rows */
+			w[i] = (float)(h % 1000) / 500.0f - 1.0f;
+	}
+	for (int64_t j = 0; j < cols; j++)
+		x[j] = (float)j / (float)cols - 0.5f;
+	for (int64_t r = 0; r < rows; r++)
+		bias[r] = (float)r;
+	lt_sparse *s = lt_sparse_new(w, rows, cols, &err);
+	lt_sparse_linear(s, x, bias, whole, 1, NULL);
+	for (int parts = 1; parts <= 3; parts++) {
+		for (int64_t r = 0; r < rows; r++)
+			y[r] = NAN;
+		for (int p = 0; p < parts; p++)
+			lt_sparse_linear1_part(s, x, bias, y, p, parts);
+		tap_ok(!memcmp(y, whole, (size_t)rows * sizeof *y), "one sample in %d part(s) equals the whole product",
+		       parts);
+	}
+	lt_sparse_free(s);
+	lt_free(w);
+	lt_free(x);
+	lt_free(bias);
+	lt_free(whole);
+	lt_free(y);
+}
+
 int main(void)
 {
 	lt_err err = {0};
@@ -381,5 +417,6 @@ int main(void)
 	pays();
 	alloc_failures();
 	lt_model_unref(ref);
+	parts_make_whole();
 	return tap_done();
 }

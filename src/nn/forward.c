@@ -48,7 +48,111 @@ struct lt_forward {
 	float *act_threshold;  /* per node (0: none), or NULL */
 	int counting;
 	int64_t *seen;         /* per node: outputs produced while counting */
+	int solo;              /* this run is on the calling thread alone */
+	struct assist *assist; /* the second core for one sample, once started */
+	int assist_failed;
 };
+
+/* ---- a second core for one sample ------------------------------------------
+ * A batch of one runs on the calling thread alone. For a large sparse
+ * layer a helper thread computes half of the product. It polls for work
+ * for a while after each job, since a sleep and wake-up would cost more
+ * than the half it saves, then sleeps until the next one. */
+#define ASSIST_MIN_NNZ 8192    /* below this the hand-over costs more than it saves */
+#define ASSIST_POLLS 100000    /* about 50-100 us of polling before sleeping */
+
+struct assist {
+	pthread_t tid;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int sleeping, quit;    /* under mu */
+	uint64_t seq, done;    /* atomic: jobs posted, jobs finished */
+	const lt_sparse *s;    /* the job, written before seq */
+	const float *x, *bias;
+	float *y;
+};
+
+static void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static void *assist_main(void *arg)
+{
+	struct assist *a = arg;
+	uint64_t seen = 0;
+	for (;;) {
+		uint64_t seq;
+		for (long i = 0; (seq = __atomic_load_n(&a->seq, __ATOMIC_ACQUIRE)) == seen && i < ASSIST_POLLS; i++)
+			relax();
+		if (seq == seen) {
+			pthread_mutex_lock(&a->mu);
+			a->sleeping = 1;
+			while ((seq = __atomic_load_n(&a->seq, __ATOMIC_ACQUIRE)) == seen && !a->quit)
+				pthread_cond_wait(&a->cv, &a->mu);
+			a->sleeping = 0;
+			pthread_mutex_unlock(&a->mu);
+		}
+		pthread_mutex_lock(&a->mu);
+		int quit = a->quit;
+		pthread_mutex_unlock(&a->mu);
+		if (quit)
+			return NULL;
+		lt_sparse_linear1_part(a->s, a->x, a->bias, a->y, 1, 2);
+		seen = seq;
+		__atomic_store_n(&a->done, seq, __ATOMIC_RELEASE);
+	}
+}
+
+static struct assist *assist_start(lt_forward *f)
+{
+	if (f->assist || f->assist_failed)
+		return f->assist;
+	struct assist *a = lt_calloc(1, sizeof *a);
+	if (a && !pthread_mutex_init(&a->mu, NULL)) {
+		if (!pthread_cond_init(&a->cv, NULL)) {
+			if (!pthread_create(&a->tid, NULL, assist_main, a))
+				return f->assist = a;
+			pthread_cond_destroy(&a->cv);
+		}
+		pthread_mutex_destroy(&a->mu);
+	}
+	lt_free(a);
+	f->assist_failed = 1; /* one core it is */
+	return NULL;
+}
+
+static void assist_stop(struct assist *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->quit = 1;
+	__atomic_store_n(&a->seq, a->seq + 1, __ATOMIC_RELEASE);
+	pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	pthread_join(a->tid, NULL);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
+	lt_free(a);
+}
+
+/* y = x A^T + bias for one sample, half on each core. */
+static void linear_pair(struct assist *a, const lt_sparse *s, const float *x, const float *bias, float *y)
+{
+	a->s = s, a->x = x, a->bias = bias, a->y = y;
+	uint64_t seq = a->seq + 1; /* only this thread posts */
+	__atomic_store_n(&a->seq, seq, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&a->mu);
+	if (a->sleeping)
+		pthread_cond_signal(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	lt_sparse_linear1_part(s, x, bias, y, 0, 2);
+	while (__atomic_load_n(&a->done, __ATOMIC_ACQUIRE) != seq)
+		relax();
+}
 
 /* Ops that pass their input through unchanged at inference share its buffer. */
 static int is_identity(lt_op op)
@@ -157,6 +261,7 @@ void lt_forward_free(lt_forward *f)
 	if (f->work)
 		for (int t = 0; t < f->threads; t++)
 			free_worker(f->g, &f->work[t]);
+	assist_stop(f->assist);
 	lt_free(f->bound);
 	lt_free(f->work);
 	lt_free(f->act_threshold);
@@ -277,7 +382,11 @@ static void run_node(lt_forward *f, struct worker *w, int i, float **val, int s0
 	switch (n->op) {
 	case LT_OP_LINEAR: {
 		const struct bound *bd = &f->bound[i];
-		if (bd->sparse && lt_sparse_pays(n->out_features, n->in_features, bd->nnz, b))
+		struct assist *a = NULL;
+		if (bd->sparse && b == 1 && f->solo && f->threads > 1 && bd->nnz >= ASSIST_MIN_NNZ &&
+		    lt_sparse_pays(n->out_features, n->in_features, bd->nnz, 1) && (a = assist_start(f)))
+			linear_pair(a, bd->sparse, in, bd->b, y);
+		else if (bd->sparse && lt_sparse_pays(n->out_features, n->in_features, bd->nnz, b))
 			lt_sparse_linear(bd->sparse, in, bd->b, y, b, w->sparse_scratch);
 		else
 			lt_layers_linear(n, bd->w, bd->b, in, y, b);
@@ -400,6 +509,7 @@ int lt_forward_run_range(lt_forward *f, int first, int last, const float *x, int
 	 * this is not free (OpenBLAS re-plans its pool), so only when needed. */
 	if (lt_blas_threads() != 1)
 		lt_blas_set_threads(1);
+	f->solo = T == 1;
 	for (int t = 0; t < T; t++) {
 		int64_t lo = n * t / T, hi = n * (t + 1) / T;
 		spans[t] = (struct span){f, &f->work[t], first, last, x + lo * in, out + lo * on, hi - lo};

@@ -217,9 +217,10 @@ LT_INLINE void step(const float *x, const lt_sparse *s, int64_t e, lt_v8 *acc, c
 	*acc += vv * xv;
 }
 
-LT_INLINE void spmv(const lt_sparse *s, const float *x, const float *bias, float *y, const int narrow)
+LT_INLINE void spmv(const lt_sparse *s, const float *x, const float *bias, float *y, int64_t g0, int64_t g1,
+		      const int narrow)
 {
-	for (int64_t g = 0; g < s->nslices; g++) {
+	for (int64_t g = g0; g < g1; g++) {
 		int64_t e = s->start[g], end = s->start[g + 1];
 		/* two accumulators: a step takes less than an FMA's latency */
 		lt_v8 a0 = {0}, a1 = {0};
@@ -240,14 +241,40 @@ LT_INLINE void spmv(const lt_sparse *s, const float *x, const float *bias, float
 
 /* Built apart from the block kernels: inlined next to them, the narrow
  * loop ran out of registers and took 9.4 us instead of 5.2. */
-LT_HOT static void spmv16(const lt_sparse *s, const float *x, const float *bias, float *y)
+LT_HOT static void spmv16(const lt_sparse *s, const float *x, const float *bias, float *y, int64_t g0, int64_t g1)
 {
-	spmv(s, x, bias, y, 1);
+	spmv(s, x, bias, y, g0, g1, 1);
 }
 
-LT_HOT static void spmv32(const lt_sparse *s, const float *x, const float *bias, float *y)
+LT_HOT static void spmv32(const lt_sparse *s, const float *x, const float *bias, float *y, int64_t g0, int64_t g1)
 {
-	spmv(s, x, bias, y, 0);
+	spmv(s, x, bias, y, g0, g1, 0);
+}
+
+/* The first slice whose entries start at or after `at`. */
+static int64_t slice_at(const lt_sparse *s, int64_t at)
+{
+	int64_t lo = 0, hi = s->nslices;
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		if (s->start[mid] < at)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+void lt_sparse_linear1_part(const lt_sparse *s, const float *x, const float *bias, float *y, int part, int parts)
+{
+	int64_t total = s->start[s->nslices];
+	int64_t g0 = slice_at(s, total * part / parts), g1 = slice_at(s, total * (part + 1) / parts);
+	if (part == parts - 1)
+		g1 = s->nslices;
+	if (s->col16)
+		spmv16(s, x, bias, y, g0, g1);
+	else
+		spmv32(s, x, bias, y, g0, g1);
 }
 
 /* ---- blocks of samples or columns ----------------------------------------
@@ -448,9 +475,9 @@ LT_HOT void lt_sparse_linear(const lt_sparse *s, const float *x, const float *bi
 	if (b <= 2) {
 		for (int64_t i = 0; i < b; i++) {
 			if (s->col16)
-				spmv16(s, x + i * s->cols, bias, y + i * s->rows);
+				spmv16(s, x + i * s->cols, bias, y + i * s->rows, 0, s->nslices);
 			else
-				spmv32(s, x + i * s->cols, bias, y + i * s->rows);
+				spmv32(s, x + i * s->cols, bias, y + i * s->rows, 0, s->nslices);
 		}
 	} else if (s->col16) {
 		blocks(s, x, b, bias, y, scratch, TO_SAMPLES, 1);
@@ -463,9 +490,9 @@ LT_HOT void lt_sparse_matmul(const lt_sparse *s, const float *B, int64_t n, cons
 			     float *C, float *scratch)
 {
 	if (n == 1 && s->col16)
-		spmv16(s, B, bias, C);
+		spmv16(s, B, bias, C, 0, s->nslices);
 	else if (n == 1)
-		spmv32(s, B, bias, C);
+		spmv32(s, B, bias, C, 0, s->nslices);
 	else if (n > 1 && s->col16)
 		blocks(s, B, n, bias, C, scratch, TO_ROWS, 1);
 	else if (n > 1)
