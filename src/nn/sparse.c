@@ -265,12 +265,12 @@ static int64_t slice_at(const lt_sparse *s, int64_t at)
 	return lo;
 }
 
-void lt_sparse_linear1_part(const lt_sparse *s, const float *x, const float *bias, float *y, int part, int parts)
+void lt_sparse_linear1_share(const lt_sparse *s, const float *x, const float *bias, float *y, double from,
+			     double to)
 {
 	int64_t total = s->start[s->nslices];
-	int64_t g0 = slice_at(s, total * part / parts), g1 = slice_at(s, total * (part + 1) / parts);
-	if (part == parts - 1)
-		g1 = s->nslices;
+	int64_t g0 = from <= 0 ? 0 : slice_at(s, (int64_t)(from * (double)total));
+	int64_t g1 = to >= 1 ? s->nslices : slice_at(s, (int64_t)(to * (double)total));
 	if (s->col16)
 		spmv16(s, x, bias, y, g0, g1);
 	else

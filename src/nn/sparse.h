@@ -53,11 +53,12 @@ int64_t lt_sparse_scratch(const lt_sparse *s, int64_t n);
 void lt_sparse_linear(const lt_sparse *s, const float *x, const float *bias, float *y,
 		      int64_t b, float *scratch);
 
-/* One sample (b = 1), a share of the rows: part (0 .. parts - 1) of the
- * entries, cut at slice boundaries, so that parts threads can compute one
- * product together, each writing only its rows of y. */
-void lt_sparse_linear1_part(const lt_sparse *s, const float *x, const float *bias, float *y, int part,
-			    int parts);
+/* One sample (b = 1), a share of the rows: the slices whose entries start
+ * in [from, to) of all entries (fractions; 0 and 1 are the ends), so that
+ * threads can compute one product together, each writing only its rows of
+ * y. Shares that meet (one's to is the next's from) cover every row once. */
+void lt_sparse_linear1_share(const lt_sparse *s, const float *x, const float *bias, float *y, double from,
+			     double to);
 
 /* C[rows][n] = A B + bias[row] for B [cols][n] (im2col columns, n = b *
  * OH * OW); bias may be NULL; C must not overlap B. scratch as for
