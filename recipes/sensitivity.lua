@@ -13,16 +13,16 @@
 -- pane (v switches back).
 --
 -- Parameters (change one with --set NAME=VALUE):
---   budget   accuracy you accept to lose, in points (default 1.0)
---   limit    validation images per measurement, 0 = all 5,000 (default 0)
---   epochs   masked fine-tuning epochs afterwards, 0 = none   (default 1)
---   lr       fine-tuning learning rate (Adam)                 (default 0.001)
---   train    training images per epoch, 0 = all              (default 0)
+--   budget     accuracy you accept to lose, in points          (default 1.0)
+--   val_limit  validation images per measurement, 0 = all 5,000 (default 0)
+--   epochs     masked fine-tuning epochs afterwards, 0 = none  (default 1)
+--   lr         fine-tuning learning rate (Adam)                (default 0.001)
+--   limit      training images per epoch, 0 = all 55,000      (default 0)
 local lathe = require "lathe"
 
-local P = lathe.params{budget = 1.0, limit = 0, epochs = 1, lr = 1e-3, train = 0}
+local P = lathe.params{budget = 1.0, val_limit = 0, epochs = 1, lr = 1e-3, limit = 0}
 
-local r = lathe.sensitivity(model, {sparsities = {0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98}, limit = P.limit})
+local r = lathe.sensitivity(model, {sparsities = {0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98}, limit = P.val_limit})
 print(r)
 
 local chosen, removed = lathe.choose_sparsities(r, {budget = P.budget / 100})
@@ -34,13 +34,13 @@ for _, layer in ipairs(r.layers) do
 end
 -- The budget adds up drops measured one layer at a time; together they can
 -- cost more (or less): the preview tells.
-local p = model:preview()
+local p = model:preview{limit = P.val_limit}
 print(("all together: accuracy %.2f%% (%+.2f), sparsity %.1f%%"):format(100 * p.accuracy,
 	100 * p.delta.accuracy, 100 * p.sparsity))
 model:commit(("per-layer sparsities within %.1f points"):format(P.budget))
 
 if P.epochs > 0 then
-	lathe.finetune(model, {epochs = P.epochs, lr = P.lr, limit = P.train})
-	print(("after masked fine-tuning: accuracy %.2f%%"):format(100 * model:preview().accuracy))
+	lathe.finetune(model, {epochs = P.epochs, lr = P.lr, limit = P.limit})
+	print(("after masked fine-tuning: accuracy %.2f%%"):format(100 * model:preview{limit = P.val_limit}.accuracy))
 	model:commit("masked fine-tuning")
 end

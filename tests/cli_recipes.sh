@@ -70,7 +70,7 @@ recipe l1_sparse_train "$M3" --set limit=1000 --set epochs=1 --set lambdas=0.001
 contains "l1_sparse_train: a table of strengths" "$T/out" "0.01"
 at_least "l1_sparse_train: the kept model has zeros" "$(sparsity "$T/l1_sparse_train.safetensors")" 0.001
 
-recipe sensitivity "$M5" --set limit=300 --set train=200 --set budget=2
+recipe sensitivity "$M5" --set val_limit=300 --set limit=200 --set budget=2
 contains "sensitivity: the table" "$T/out" "sensitivity (accuracy %"
 contains "sensitivity: the choice" "$T/out" "chosen within 2.0 points"
 contains "sensitivity: the joint preview" "$T/out" "all together: accuracy"

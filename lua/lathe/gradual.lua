@@ -54,6 +54,15 @@ function gradual.prune(model, opts)
 	if o.steps < 1 then
 		error(("%s: option 'steps' must be an integer >= 1 (got %d)"):format(fname, o.steps), 2)
 	end
+	if o.initial > o.final then
+		-- masks only grow: a falling schedule would log sparsities never reached
+		error(("%s: option 'initial' (%g) must not exceed 'final' (%g)"):format(fname, o.initial, o.final), 2)
+	end
+	local mt = type(model) == "userdata" and getmetatable(model)
+	if not (type(mt) == "table" and mt.__name == "lathe.Model") then
+		error(("%s: expected a model (got %s)"):format(fname,
+			type(mt) == "table" and mt.__name or type(model)), 2)
+	end
 	local targets = schedule.agp_steps{initial = o.initial, final = o.final, steps = o.steps}
 	local tune = util.copy(o.finetune)
 	if tune.epochs == nil then tune.epochs = 1 end

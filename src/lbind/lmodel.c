@@ -693,7 +693,10 @@ int lt_l_prune_structured(lua_State *L)
 			cur = next;
 		} else {
 			lt_model_unref(next);
-			lt_err_prefix(&err, "layer '%s'", layer);
+			char named[300];
+			snprintf(named, sizeof named, "'%s'", layer);
+			if (!strstr(err.msg, named)) /* the kernel may have named it already */
+				lt_err_prefix(&err, "layer '%s'", layer);
 		}
 		lua_createtable(L, 2, 0);
 		lua_pushinteger(L, count);
@@ -1170,7 +1173,7 @@ int lt_l_finetune(lua_State *L)
 	lua_settop(L, 2);
 	lmodel *lm = luaL_testudata(L, 1, LT_MT_MODEL);
 	if (!lm)
-		return luaL_error(L, "%s: expected a model (got %s)", fname, luaL_typename(L, 1));
+		return luaL_error(L, "%s: expected a model (got %s)", fname, kind_of(L, 1));
 	lt_bench *b = lt_model_bench(L, lm);
 	lt_check_opts(L, 2, fname, names);
 	lt_model *stage = lt_bench_staged(b);
@@ -1704,7 +1707,7 @@ static float *act_thresholds(lua_State *L, int opts, const lt_graph *g, const ch
 	lua_insert(L, -2); /* anchored below the option */
 	for (int i = 0; i < g->n_nodes; i++)
 		thr[i] = 0;
-	if (lua_isnumber(L, -1)) {
+	if (lua_type(L, -1) == LUA_TNUMBER) {
 		float t = (float)lua_tonumber(L, -1);
 		for (int i = 0; i < g->n_nodes; i++)
 			if (g->nodes[i].op == LT_OP_RELU || g->nodes[i].op == LT_OP_TANH || g->nodes[i].op == LT_OP_SIGMOID)
@@ -1712,13 +1715,15 @@ static float *act_thresholds(lua_State *L, int opts, const lt_graph *g, const ch
 	} else if (lua_istable(L, -1)) {
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
-			const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+			if (lua_type(L, -2) != LUA_TSTRING)
+				luaL_error(L, "%s: threshold: give {layer = t} with layer names as keys", fname);
+			const char *name = lua_tostring(L, -2);
 			int i = 0;
-			while (name && i < g->n_nodes && strcmp(g->nodes[i].name, name))
+			while (i < g->n_nodes && strcmp(g->nodes[i].name, name))
 				i++;
-			if (!name || i == g->n_nodes)
-				luaL_error(L, "%s: threshold: no layer named '%s'", fname, name ? name : "?");
-			if (!lua_isnumber(L, -1))
+			if (i == g->n_nodes)
+				luaL_error(L, "%s: threshold: no layer named '%s'", fname, name);
+			if (lua_type(L, -1) != LUA_TNUMBER)
 				luaL_error(L, "%s: threshold of '%s' must be a number", fname, name);
 			thr[i] = (float)lua_tonumber(L, -1);
 			lua_pop(L, 1);
@@ -1742,9 +1747,11 @@ static int m_eval(lua_State *L)
 	const lt_graph *g = lt_model_graph(m);
 	if (!g)
 		return luaL_error(L, "eval: the model has no architecture (weights only)");
+	lua_Integer limit = lt_opt_integer(L, 2, "eval", "limit", 0);
+	if (limit < 0)
+		return luaL_error(L, "eval: limit must be 0 (all) or more (got %I)", limit);
 	lt_dataset view;
-	lt_lstate_dataset(L, lt_opt_string(L, 2, "eval", "split", "val"),
-			  lt_opt_integer(L, 2, "eval", "limit", 0), &view);
+	lt_lstate_dataset(L, lt_opt_string(L, 2, "eval", "split", "val"), limit, &view);
 	struct eval_ctx ctx = {.L = L, .work = {.label = "evaluating", .run = eval_work}};
 	ctx.work.arg = &ctx;
 	lt_eval_opts eo = {.batch = (int)lt_opt_integer(L, 2, "eval", "batch", 1000),

@@ -885,6 +885,12 @@ static void draw_sens(tui *t, WINDOW *w, const lt_sensitivity *sv)
 			int y = 1 + (int)((hi - a) / (hi - lo) * (rows - 1) + 0.5);
 			mvwaddstr(w, y, 1 + left + x, mark);
 		}
+		/* the measured points themselves, where columns may step over them */
+		for (int j = 0; j < sv->n_levels; j++) {
+			int x = (int)(sv->levels[j] * (cols - 1) + 0.5);
+			int y = 1 + (int)((hi - acc[j]) / (hi - lo) * (rows - 1) + 0.5);
+			mvwaddstr(w, y, 1 + left + x, mark);
+		}
 		wattroff(w, attr);
 	}
 	mvwaddstr(w, rows + 1, 1 + left, "0%");

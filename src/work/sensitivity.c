@@ -50,9 +50,13 @@ static int check_opts(const lt_model *stage, const lt_sensitivity_opts *o, lt_er
 			return lt_err_set(err, LT_EINVAL, "sparsities must be distinct and ascending (%g after %g)",
 					  o->levels[j], o->levels[j - 1]);
 	}
-	for (int i = 0; i < o->n_tensors; i++)
+	for (int i = 0; i < o->n_tensors; i++) {
 		if (!lt_model_tensor(stage, o->tensors[i]))
 			return lt_err_set(err, LT_EINVAL, "no tensor named '%s'", o->tensors[i]);
+		for (int j = 0; j < i; j++)
+			if (!strcmp(o->tensors[i], o->tensors[j]))
+				return lt_err_set(err, LT_EINVAL, "'%s' is asked for twice", o->tensors[i]);
+	}
 	return 0;
 }
 

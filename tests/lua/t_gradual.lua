@@ -13,6 +13,11 @@ T.raises(function() gradual.prune(m, {final = 0.9, steps = 3, epochs = 2}) end, 
 T.raises(function() gradual.prune(m, {final = 1.5, steps = 3}) end, "t_gradual.lua:13: gradual.prune: option 'final' must be in [0, 1]",
 	"final in [0, 1], reported at the caller's line")
 
+T.raises(function() gradual.prune(m, {initial = 0.8, final = 0.5, steps = 2}) end, "must not exceed 'final'",
+	"initial above final refused (masks only grow)")
+T.raises(function() gradual.prune(m.fc1, {final = 0.5, steps = 2}) end, "expected a model (got lathe.Layer)",
+	"the target must be a model")
+
 local have_train = pcall(function() m:eval{split = "train", limit = 1} end)
 if have_train then
 	local seen = {}

@@ -201,6 +201,8 @@ do
 		"sensitivity checks its sparsities")
 	T.raises(function() lathe.sensitivity(s, {sparsity = 0.5}) end, "unknown option 'sparsity'",
 		"sensitivity options checked")
+	T.raises(function() lathe.sensitivity(s, {layers = {"fc1", "fc1"}}) end, "asked for twice",
+		"sensitivity refuses a layer twice")
 	s:close()
 end
 
@@ -277,6 +279,9 @@ do
 	T.ok(r3.activations[#r3.activations].threshold == 0, "activations: a table thresholds only the layers named")
 	T.raises(function() a:eval{threshold = {nope = 1}} end, "no layer named 'nope'", "threshold layer checked")
 	T.raises(function() a:eval{threshold = -1} end, "0 or more", "threshold must be 0 or more")
+	T.raises(function() a:eval{threshold = "0.5"} end, "must be a number or a table", "threshold is not a string")
+	T.raises(function() a:eval{threshold = {0.5}} end, "layer names as keys", "threshold keys are layer names")
+	T.raises(function() a:eval{limit = -1} end, "limit must be 0 (all) or more", "eval limit checked")
 	a:close()
 end
 
