@@ -346,14 +346,20 @@ static int add_layer_targets(lua_State *L, lt_model *m, const char *name, int wi
  * with bias = true), or the weights of a model's layers: all those with a
  * weight of two or more dimensions (not batch or layer norms), or exactly
  * the layers named in opts.layers. Pushes a list of names. */
+/* Whether the options table at opts (or nil) sets key. */
+static int has_opt(lua_State *L, int opts, const char *key)
+{
+	if (lua_isnoneornil(L, opts))
+		return 0;
+	int set = lua_getfield(L, opts, key) != LUA_TNIL;
+	lua_pop(L, 1);
+	return set;
+}
+
 static void collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench)
 {
 	int with_bias = lt_opt_bool(L, opts, fname, "bias", 0);
-	int has_layers = 0;
-	if (!lua_isnoneornil(L, opts)) {
-		has_layers = lua_getfield(L, opts, "layers") != LUA_TNIL;
-		lua_pop(L, 1);
-	}
+	int has_layers = has_opt(L, opts, "layers");
 	lua_newtable(L);
 	int list = lua_gettop(L), k = 0;
 	if (has_layers && !luaL_testudata(L, target, LT_MT_MODEL))
@@ -588,10 +594,8 @@ static int structured_layers(lua_State *L, int target, int opts, const char *fna
 	int list = lua_gettop(L), k = 0;
 	lt_model *m;
 	if (luaL_testudata(L, target, LT_MT_LAYER)) {
-		if (!lua_isnil(L, opts) && lua_getfield(L, opts, "layers") != LUA_TNIL)
+		if (has_opt(L, opts, "layers"))
 			luaL_error(L, "%s: option 'layers' applies to a model, not to a layer", fname);
-		if (!lua_isnil(L, opts))
-			lua_pop(L, 1);
 		llayer *l = check_layer(L, target);
 		*b = l->bench;
 		lua_pushstring(L, l->name);
@@ -605,7 +609,8 @@ static int structured_layers(lua_State *L, int target, int opts, const char *fna
 	const lt_graph *g = lt_model_graph(m);
 	if (!g)
 		luaL_error(L, "%s: the model has no architecture (weights only)", fname);
-	if (!lua_isnil(L, opts) && lua_getfield(L, opts, "layers") != LUA_TNIL) {
+	if (has_opt(L, opts, "layers")) {
+		lua_getfield(L, opts, "layers");
 		if (!lua_istable(L, -1))
 			luaL_error(L, "%s: option 'layers' must be a list of layer names", fname);
 		for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
@@ -618,8 +623,6 @@ static int structured_layers(lua_State *L, int target, int opts, const char *fna
 		lua_pop(L, 1);
 		return list;
 	}
-	if (!lua_isnil(L, opts))
-		lua_pop(L, 1);
 	int first = -1, last = -1;
 	for (int i = 0; i < g->n_nodes; i++)
 		if (g->nodes[i].op == LT_OP_LINEAR || g->nodes[i].op == LT_OP_CONV2D) {
@@ -739,9 +742,8 @@ int lt_l_prune_nm(lua_State *L)
 	lua_Integer nn = lt_opt_integer(L, 2, fname, "n", 2), mm = lt_opt_integer(L, 2, fname, "m", 4);
 	if (nn < 1 || mm > 64 || nn >= mm)
 		return luaL_error(L, "%s: needs 1 <= n < m <= 64 (got %I:%I)", fname, nn, mm);
-	int whole = luaL_testudata(L, 1, LT_MT_MODEL) && (lua_isnil(L, 2) || lua_getfield(L, 2, "layers") == LUA_TNIL);
-	if (!lua_isnil(L, 2) && luaL_testudata(L, 1, LT_MT_MODEL))
-		lua_pop(L, 1);
+	/* a whole model without a list leaves out layers m does not divide */
+	int whole = luaL_testudata(L, 1, LT_MT_MODEL) && !has_opt(L, 2, "layers");
 	lt_bench *b = NULL;
 	int list = structured_layers(L, 1, 2, fname, -1, &b);
 	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
@@ -924,7 +926,8 @@ int lt_l_sensitivity(lua_State *L)
 	static const double default_levels[] = {0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98};
 	double levels[64];
 	int nl = 0;
-	if (!lua_isnil(L, 2) && lua_getfield(L, 2, "sparsities") != LUA_TNIL) {
+	if (has_opt(L, 2, "sparsities")) {
+		lua_getfield(L, 2, "sparsities");
 		if (!lua_istable(L, -1) || lua_rawlen(L, -1) < 1 || lua_rawlen(L, -1) > 64)
 			return luaL_error(L, "%s: sparsities must be a list of 1 to 64 fractions", fname);
 		for (nl = 0; nl < (int)lua_rawlen(L, -1); nl++) {
@@ -935,12 +938,11 @@ int lt_l_sensitivity(lua_State *L)
 			if (!isnum)
 				return luaL_error(L, "%s: sparsities[%d] is not a number", fname, nl + 1);
 		}
+		lua_pop(L, 1);
 	} else {
 		nl = (int)(sizeof default_levels / sizeof *default_levels);
 		memcpy(levels, default_levels, sizeof default_levels);
 	}
-	if (!lua_isnil(L, 2))
-		lua_pop(L, 1);
 	o.levels = levels;
 	o.n_levels = nl;
 	const char *split = lt_opt_string(L, 2, fname, "split", "val");
@@ -1698,11 +1700,9 @@ static int m_save(lua_State *L)
  * the option is absent. */
 static float *act_thresholds(lua_State *L, int opts, const lt_graph *g, const char *fname)
 {
-	if (lua_isnil(L, opts) || lua_getfield(L, opts, "threshold") == LUA_TNIL) {
-		if (!lua_isnil(L, opts))
-			lua_pop(L, 1);
+	if (!has_opt(L, opts, "threshold"))
 		return NULL;
-	}
+	lua_getfield(L, opts, "threshold");
 	float *thr = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *thr, 0);
 	lua_insert(L, -2); /* anchored below the option */
 	for (int i = 0; i < g->n_nodes; i++)

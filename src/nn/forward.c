@@ -403,10 +403,8 @@ static void run_node(lt_forward *f, struct worker *w, int i, float **val, int s0
 		if (bd->sparse && b == 1 && f->solo && f->threads > 1 && bd->nnz >= ASSIST_MIN_NNZ &&
 		    lt_sparse_pays(n->out_features, n->in_features, bd->nnz, 1) && (a = assist_start(f)))
 			linear_pair(a, bd->sparse, in, bd->b, y);
-		else if (bd->sparse && lt_sparse_pays(n->out_features, n->in_features, bd->nnz, b))
-			lt_sparse_linear(bd->sparse, in, bd->b, y, b, w->sparse_scratch);
 		else
-			lt_layers_linear(n, bd->w, bd->b, in, y, b);
+			lt_layers_linear_pruned(n, bd->w, bd->sparse, bd->nnz, bd->b, in, y, b, w->sparse_scratch);
 		break;
 	}
 	case LT_OP_CONV2D: lt_conv_run(f->bound[i].conv, in, y, b, w->scratch); break;

@@ -373,10 +373,7 @@ static void forward_train(struct worker *w)
 		const float *bias = bd->b >= 0 ? g->params[bd->b].w : NULL;
 		switch (n->op) {
 		case LT_OP_LINEAR:
-			if (bd->sparse && lt_sparse_pays(n->out_features, n->in_features, bd->nnz, b))
-				lt_sparse_linear(bd->sparse, x, bias, y, b, w->sparse_scratch);
-			else
-				lt_layers_linear(n, wt, bias, x, y, b);
+			lt_layers_linear_pruned(n, wt, bd->sparse, bd->nnz, bias, x, y, b, w->sparse_scratch);
 			break;
 		case LT_OP_CONV2D: lt_layers_conv2d(n, wt, bias, shape, x, y, b, w->cols[i], w->gemm); break;
 		case LT_OP_MAXPOOL2D:

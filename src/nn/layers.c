@@ -25,6 +25,15 @@ void lt_layers_linear(const lt_node *n, const float *w, const float *bias, const
 	lt_sgemm(0, 1, b, out, in, 1.0f, x, in, w, in, beta, y, out);
 }
 
+void lt_layers_linear_pruned(const lt_node *n, const float *w, const lt_sparse *s, int64_t nnz,
+			     const float *bias, const float *x, float *y, int b, float *scratch)
+{
+	if (s && lt_sparse_pays(n->out_features, n->in_features, nnz, b))
+		lt_sparse_linear(s, x, bias, y, b, scratch);
+	else
+		lt_layers_linear(n, w, bias, x, y, b);
+}
+
 /* cols[k][s*ohw + o] for k over (c, ky, kx): one GEMM then covers the whole
  * chunk. Out-of-image taps read as zero (padding). */
 void lt_layers_im2col(const lt_node *n, const int64_t *in_shape, const float *x, float *cols, int b)

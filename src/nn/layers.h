@@ -6,10 +6,17 @@
 #include <stdint.h>
 
 #include "core/graph.h"
+#include "nn/sparse.h"
 
 /* y[b, out] = x[b, in] W^T + bias (bias may be NULL). */
 void lt_layers_linear(const lt_node *n, const float *w, const float *bias,
 		      const float *x, float *y, int b);
+
+/* The same through s, the weight's non-zeros (nnz of them), when the
+ * sparse kernel pays for b samples (lt_sparse_pays); densely otherwise or
+ * when s is NULL. scratch holds lt_sparse_scratch(s, b) floats. */
+void lt_layers_linear_pruned(const lt_node *n, const float *w, const lt_sparse *s, int64_t nnz,
+			     const float *bias, const float *x, float *y, int b, float *scratch);
 
 /* Unfold b images into cols[K][b * OH * OW], K = C * KH * KW. */
 void lt_layers_im2col(const lt_node *n, const int64_t *in_shape, const float *x,

@@ -129,8 +129,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 	}
 	for (int p = 0; p < np; p++) {
 		sizes[p] = lt_grad_param_size(g, p);
-		/* L1 applies to weights of 2+ dimensions only (a flag in sizes' sign
-		 * would be obscure: keep a list) */
+		/* L1 applies to weights of 2+ dimensions, not biases or norms */
 		lt_tensor *pt = lt_model_tensor(m, lt_grad_param_name(g, p));
 		l1_on[p] = cfg.l1 > 0 && pt && lt_tensor_ndim(pt) >= 2;
 		wv[p] = lt_grad_param_value(g, p);

@@ -90,8 +90,8 @@ typedef struct tui {
 	/* Key latency: from input becoming readable to the screen updated. */
 	double key_lat[4096];
 	int n_key_lat;
-	int not_timed;         /* bumped by waits that are not drawing (a
-				* Lua statement, a y/n question) */
+	int untimed;           /* the keys being answered waited on something
+				* else (a Lua statement, a y/n question) */
 	double quiesce_max;    /* longest wait for the worker to stop */
 	int n_quiesce;
 } tui;

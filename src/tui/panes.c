@@ -261,6 +261,22 @@ static int selected_pair(tui *t, lt_tensor **c, lt_tensor **s)
 	return *s != NULL;
 }
 
+/* The selected tensors for a plot that fits its pane, or 0 after saying
+ * in the pane why there is no plot. */
+static int plot_ready(tui *t, WINDOW *w, int fits, lt_tensor **c, lt_tensor **s)
+{
+	int ww = getmaxx(w);
+	if (!fits) {
+		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
+		return 0;
+	}
+	if (!selected_pair(t, c, s)) {
+		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
+		return 0;
+	}
+	return 1;
+}
+
 /* ---- summaries of the selection ------------------------------------------
  * The histogram, heatmap and filter views come from memos: one result per
  * key (the committed and staged tensors, the stage stamp, the pane's
@@ -450,14 +466,8 @@ void tui_draw_hist(tui *t, WINDOW *w)
 	getmaxyx(w, hh, ww);
 	int rows = hh - 4, bins = ww - 2;
 	lt_tensor *c, *s;
-	if (rows < 1 || bins < 4) {
-		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
+	if (!plot_ready(t, w, rows >= 1 && bins >= 4, &c, &s))
 		return;
-	}
-	if (!selected_pair(t, &c, &s)) {
-		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
-		return;
-	}
 	bins = bins > 512 ? 512 : bins;
 	char why[128];
 	const int64_t key[MEMO_KEY] = {bins, t->hist_log};
@@ -931,14 +941,8 @@ void tui_draw_spec(tui *t, WINDOW *w)
 	getmaxyx(w, hh, ww);
 	int rows = hh - 4, cols = ww - 8;
 	lt_tensor *c, *s;
-	if (rows < 2 || cols < 4) {
-		mvwaddnstr(w, 1, 1, "(pane too small)", ww - 2);
+	if (!plot_ready(t, w, rows >= 2 && cols >= 4, &c, &s))
 		return;
-	}
-	if (!selected_pair(t, &c, &s)) {
-		mvwaddnstr(w, 1, 1, "(nothing to plot)", ww - 2);
-		return;
-	}
 	if (lt_tensor_ndim(s) < 2) {
 		mvwaddnstr(w, 1, 1, "a 1-D tensor has no spectrum", ww - 2);
 		return;

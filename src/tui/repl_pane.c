@@ -157,7 +157,7 @@ static void run_chunk(tui *t)
 	 * thread setting is global: the worker's jobs wait until it is done
 	 * (the measurements restart after it). */
 	tui_quiesce(t);
-	t->not_timed++;
+	t->untimed = 1;
 	t->running = 1;
 	int rc = lt_repl_exec(L, 0);
 	t->running = 0;

@@ -487,9 +487,8 @@ void tui_pump(tui *t, const char *label, double fraction)
  * statement are left out (that time is the statement's). */
 static void note_latency(tui *t, double t0)
 {
-	static int seen;
-	if (t->not_timed != seen) {
-		seen = t->not_timed;
+	if (t->untimed) {
+		t->untimed = 0;
 		return;
 	}
 	int cap = (int)(sizeof t->key_lat / sizeof *t->key_lat);
@@ -644,7 +643,7 @@ static int confirm(tui *t, const char *question)
 	mvaddnstr(t->h - 1, 0, question, t->w);
 	attroff(A_BOLD);
 	refresh();
-	t->not_timed++;
+	t->untimed = 1;
 	int ch;
 	do {
 		struct pollfd in = {STDIN_FILENO, POLLIN, 0};

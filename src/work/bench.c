@@ -266,12 +266,11 @@ int lt_bench_stage_tensor(lt_bench *b, const char *name, lt_tensor *t, lt_err *e
 	return rc;
 }
 
-int lt_bench_stage_model(lt_bench *b, lt_model *m)
+void lt_bench_stage_model(lt_bench *b, lt_model *m)
 {
 	lt_model_unref(b->stage);
 	b->stage = lt_model_ref(m);
 	touch(b);
-	return 0;
 }
 
 int lt_bench_note(lt_bench *b, const char *call, lt_err *err)
@@ -591,7 +590,8 @@ int lt_bench_measure_from(lt_bench *b, lt_model *base, lt_model *variant, const 
 			  lt_metrics *out, lt_err *err)
 {
 	int v = o->data ? first_changed_node(variant, base) : 0;
-	if (v == 0 || !lt_graph_is_cut(lt_model_graph(variant), v))
+	/* nothing differs (v = n_nodes): no prefix worth caching */
+	if (v == 0 || v >= lt_model_graph(variant)->n_nodes || !lt_graph_is_cut(lt_model_graph(variant), v))
 		return measure(b, variant, o, 0, NULL, out, err);
 	int rc;
 	const float *act = act_for(b, base, o, o->data_key ? o->data_key : "", v, &rc, err);

@@ -111,7 +111,7 @@ int lt_bench_stage_tensor(lt_bench *b, const char *name, lt_tensor *t, lt_err *e
 /* A structural change: m (a new model, e.g. a thinned copy of the stage
  * with other shapes and graph) becomes the stage; takes a reference.
  * Previews evaluate it in full; commit, rollback and undo work as usual. */
-int lt_bench_stage_model(lt_bench *b, lt_model *m);
+void lt_bench_stage_model(lt_bench *b, lt_model *m);
 int lt_bench_note(lt_bench *b, const char *call, lt_err *err);
 /* Journal lines of the stage so far ("" if none). */
 const char *lt_bench_staged_calls(const lt_bench *b);
