@@ -70,6 +70,12 @@ recipe l1_sparse_train "$M3" --set limit=1000 --set epochs=1 --set lambdas=0.001
 contains "l1_sparse_train: a table of strengths" "$T/out" "0.01"
 at_least "l1_sparse_train: the kept model has zeros" "$(sparsity "$T/l1_sparse_train.safetensors")" 0.001
 
+recipe activation_sparsity "$M3" --set limit=500 --set val_limit=500 --set budget=5
+contains "activation_sparsity: a line per threshold" "$T/out" "threshold 1.50: accuracy"
+contains "activation_sparsity: fine-tunes with it" "$T/out" "after 1 epoch(s) with threshold"
+run "$LATHE" info "$T/activation_sparsity.safetensors"
+contains "activation_sparsity: the saved model carries the threshold" "$T/out" "relu2        relu         [300]                       0              0  outputs |y| <"
+
 recipe sensitivity "$M5" --set val_limit=300 --set limit=200 --set budget=2
 contains "sensitivity: the table" "$T/out" "sensitivity (accuracy %"
 contains "sensitivity: the choice" "$T/out" "chosen within 2.0 points"

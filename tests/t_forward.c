@@ -125,6 +125,38 @@ int main(void)
 		thr[relu] = -1;
 		tap_ok(lt_forward_set_act_threshold(af, thr, &err) == LT_EINVAL, "a negative threshold is refused: %s",
 		       err.msg);
+		lt_forward_free(af);
+		/* The same threshold staged in the graph; an override replaces it. */
+		lt_model *tm = lt_model_copy(am, &err);
+		lt_graph *tg = tm ? lt_graph_clone(ag, &err) : NULL;
+		if (tg)
+			tg->nodes[relu].act_threshold = t;
+		if (tg && lt_model_set_graph(tm, tg, &err))
+			lt_graph_free(tg);
+		af = tm ? lt_forward_new(tm, 2, &err) : NULL;
+		memset(got, 0, (size_t)(n * k) * sizeof *got);
+		if (af)
+			lt_forward_run(af, x, n, got, &err);
+		tap_ok(af && !memcmp(got, want, (size_t)(n * k) * sizeof *got),
+		       "a threshold in the graph equals the same threshold given to the pass");
+		thr[relu] = 0;
+		float *plain = lt_malloc_array((size_t)(n * k), sizeof *plain);
+		lt_forward *pf0 = lt_forward_new(am, 2, &err);
+		lt_forward_run(pf0, x, n, plain, &err);
+		lt_forward_free(pf0);
+		if (af) {
+			lt_forward_set_act_threshold(af, thr, &err);
+			lt_forward_run(af, x, n, got, &err);
+		}
+		tap_ok(af && !memcmp(got, plain, (size_t)(n * k) * sizeof *got),
+		       "an override of 0 lifts the graph's threshold");
+		if (af) {
+			lt_forward_set_act_threshold(af, NULL, &err);
+			lt_forward_run(af, x, n, got, &err);
+		}
+		tap_ok(af && !memcmp(got, want, (size_t)(n * k) * sizeof *got), "no override: the graph's again");
+		lt_free(plain);
+		lt_model_unref(tm);
 		lt_free(thr);
 		lt_free(nonzero);
 		lt_free(total);

@@ -261,7 +261,7 @@ static void sparse_forward(void)
 
 int main(void)
 {
-	const char *cases[] = {"linear", "conv", "pool", "bn", "softmax", "lenet5"};
+	const char *cases[] = {"linear", "conv", "pool", "bn", "softmax", "threshold", "lenet5"};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		check_case(cases[i], 1);
 		check_case(cases[i], 2);
@@ -271,6 +271,7 @@ int main(void)
 	finite_differences("pool");
 	finite_differences("bn");
 	finite_differences("softmax");
+	finite_differences("threshold");
 	test_distill();
 	test_dag_and_limits();
 	sparse_forward();

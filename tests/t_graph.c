@@ -1,4 +1,5 @@
 /* Architecture JSON: parsing, shape inference, MACs, round trip, errors. */
+#include <math.h>
 #include <string.h>
 
 #include "core/graph.h"
@@ -108,6 +109,29 @@ int main(void)
 	expect_error("{\"format\":\"other\",\"input\":[784],\"layers\":[{\"op\":\"relu\"}]}", "unsupported format",
 		     "foreign format");
 	expect_error("{\"input\":[65536,65536,65536],\"layers\":[{\"op\":\"relu\"}]}", "", "huge activations");
+	/* activation thresholds: any layer but the identities; kept by a round trip */
+	lt_graph *tg = lt_graph_from_json(LAYERS("{\"op\":\"flatten\"},{\"op\":\"linear\",\"name\":\"fc\","
+		"\"in_features\":784,\"out_features\":10,\"act_threshold\":0.25},{\"op\":\"relu\",\"act_threshold\":0.5}"), &err);
+	char *tj = tg ? lt_graph_to_json(tg, &err) : NULL;
+	lt_graph *tg2 = tj ? lt_graph_from_json(tj, &err) : NULL;
+	tap_ok(tg2 && tg2->nodes[1].act_threshold == 0.25f && tg2->nodes[2].act_threshold == 0.5f &&
+	       tg2->nodes[0].act_threshold == 0, "act_threshold parses and survives a round trip (%s)", err.msg);
+	tap_ok(tj && !strstr(strstr(tj, "flatten"), "act_threshold\":0,"), "no threshold is written where there is none");
+	tap_ok(tg && lt_graph_check_act_threshold(tg, 0, 0.1, &err) == LT_EINVAL && strstr(err.msg, "passes its input"),
+	       "a threshold on flatten is refused: %s", err.msg);
+	tap_ok(tg && lt_graph_check_act_threshold(tg, 2, -0.1, &err) == LT_EINVAL &&
+	       lt_graph_check_act_threshold(tg, 2, NAN, &err) == LT_EINVAL &&
+	       lt_graph_check_act_threshold(tg, 2, INFINITY, &err) == LT_EINVAL &&
+	       lt_graph_check_act_threshold(tg, 2, 0, &err) == 0, "negative, NaN and infinite thresholds are refused");
+	lt_free(tj);
+	lt_graph_free(tg);
+	lt_graph_free(tg2);
+	expect_error(LAYERS("{\"op\":\"flatten\",\"act_threshold\":0.1}"), "takes no 'act_threshold'",
+		     "a threshold on flatten in JSON");
+	expect_error(LAYERS("{\"op\":\"relu\",\"act_threshold\":-1}"), "'act_threshold' must be in",
+		     "a negative threshold in JSON");
+	expect_error(LAYERS("{\"op\":\"relu\",\"act_threshold\":\"big\"}"), "must be a number",
+		     "a threshold that is not a number");
 
 	/* Allocation failures never crash and always report. */
 	int ok = 1, finished = 0;

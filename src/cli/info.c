@@ -104,10 +104,13 @@ static int info_model(const char *path, int json)
 			json_t *layers = json_array();
 			for (int i = 0; i < g->n_nodes; i++) {
 				const lt_node *n = &g->nodes[i];
-				json_array_append_new(layers, json_pack("{s:s,s:s,s:o,s:I,s:I}",
+				json_t *l = json_pack("{s:s,s:s,s:o,s:I,s:I}",
 					"name", n->name, "op", lt_op_name(n->op),
 					"output", shape_json(n->out_ndim, n->out_shape),
-					"params", (json_int_t)param_count(m, n), "macs", (json_int_t)n->macs));
+					"params", (json_int_t)param_count(m, n), "macs", (json_int_t)n->macs);
+				if (l && n->act_threshold > 0)
+					json_object_set_new(l, "act_threshold", json_real(n->act_threshold));
+				json_array_append_new(layers, l);
 			}
 			json_object_set_new(root, "graph", json_pack("{s:o,s:o,s:I}",
 				"input", shape_json(g->in_ndim, g->in_shape), "layers", layers,
@@ -156,9 +159,12 @@ static int info_model(const char *path, int json)
 		printf("%-12s %-12s %-16s %12s %14s\n", "layer", "op", "output", "params", "MACs");
 		for (int i = 0; i < g->n_nodes; i++) {
 			const lt_node *n = &g->nodes[i];
-			printf("%-12s %-12s %-16s %12s %14s\n", n->name, lt_op_name(n->op),
+			printf("%-12s %-12s %-16s %12s %14s", n->name, lt_op_name(n->op),
 			       lt_shape_format(n->out_ndim, n->out_shape, shp, sizeof shp),
 			       group(param_count(m, n)), group(n->macs));
+			if (n->act_threshold > 0)
+				printf("  outputs |y| < %g -> 0", (double)n->act_threshold);
+			putchar('\n');
 		}
 	} else {
 		printf("\ngraph: none (weights-only: analysis works; evaluation needs an architecture in '%s')\n",

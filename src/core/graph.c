@@ -1,5 +1,6 @@
 #include "core/graph.h"
 
+#include <float.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -50,9 +51,27 @@ int lt_op_parse(const char *name, lt_op *out)
 	return LT_EINVAL;
 }
 
+int lt_op_is_identity(lt_op op)
+{
+	return op == LT_OP_FLATTEN || op == LT_OP_DROPOUT;
+}
+
+int lt_graph_check_act_threshold(const lt_graph *g, int i, double t, lt_err *err)
+{
+	const lt_node *n = &g->nodes[i];
+	if (!(t >= 0 && t <= FLT_MAX))
+		return lt_err_set(err, LT_EINVAL, "activation threshold of layer '%s' must be 0 or more "
+				  "(got %g)", n->name, t);
+	if (t > 0 && lt_op_is_identity(n->op))
+		return lt_err_set(err, LT_EINVAL, "layer '%s' (%s) passes its input through; threshold "
+				  "the layer before it", n->name, lt_op_name(n->op));
+	return 0;
+}
+
 static int key_allowed(lt_op op, const char *key)
 {
-	if (!strcmp(key, "op") || !strcmp(key, "name") || !strcmp(key, "inputs"))
+	if (!strcmp(key, "op") || !strcmp(key, "name") || !strcmp(key, "inputs") ||
+	    (!strcmp(key, "act_threshold") && !lt_op_is_identity(op)))
 		return 1;
 	size_t n = strlen(key);
 	for (const char *p = op_keys[op]; *p;) {
@@ -264,6 +283,8 @@ static int parse_attrs(struct parse *ps, json_t *l, lt_node *n)
 	default:
 		break;
 	}
+	if ((rc = get_real(ps, l, "act_threshold", 0, FLT_MAX, 0, &n->act_threshold)))
+		return rc;
 	if (n->op == LT_OP_LINEAR || n->op == LT_OP_CONV2D) {
 		if ((rc = set_param(n, LT_P_WEIGHT, "weight", ps->err)) ||
 		    (bias && (rc = set_param(n, LT_P_BIAS, "bias", ps->err))))
@@ -463,8 +484,13 @@ lt_graph *lt_graph_from_json(const char *text, lt_err *err)
 		snprintf(where, sizeof where, "layer %zu (%s)", i + 1, n->name);
 		json_object_foreach(l, key, v) {
 			if (!key_allowed(n->op, key)) {
-				lt_err_set(err, LT_EFORMAT, "%s: unknown key '%s' for %s", where, key,
-					   lt_op_name(n->op));
+				if (!strcmp(key, "act_threshold"))
+					lt_err_set(err, LT_EFORMAT, "%s: %s passes its input through and takes no "
+						   "'act_threshold'; put it on the layer before", where,
+						   lt_op_name(n->op));
+				else
+					lt_err_set(err, LT_EFORMAT, "%s: unknown key '%s' for %s", where, key,
+						   lt_op_name(n->op));
 				goto fail;
 			}
 		}
@@ -688,6 +714,8 @@ char *lt_graph_to_json(const lt_graph *g, lt_err *err)
 		default:
 			break;
 		}
+		if (n->act_threshold > 0)
+			bad |= json_object_set_new(l, "act_threshold", json_real(n->act_threshold));
 		bad |= json_array_append_new(layers, l);
 	}
 	bad |= json_object_set(root, "layers", layers);

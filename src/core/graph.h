@@ -51,6 +51,10 @@ typedef struct lt_node {
 	int kernel[2], stride[2], padding[2];
 	float eps, momentum;                /* batchnorm */
 	float p;                            /* dropout */
+	/* Activation sparsity: outputs with |y| < act_threshold become exact
+	 * zeros, in inference and in training (their gradient is zero too).
+	 * 0: none. Any op but the identities (flatten, dropout). */
+	float act_threshold;
 
 	/* Inferred by lt_graph_infer. */
 	int out_ndim;
@@ -73,6 +77,13 @@ typedef struct lt_graph {
 
 const char *lt_op_name(lt_op op);
 int lt_op_parse(const char *name, lt_op *out);
+/* 1 when op passes its input through unchanged at inference (flatten,
+ * dropout): such nodes share their input's buffer and take no threshold. */
+int lt_op_is_identity(lt_op op);
+
+/* 0 when t is a valid activation threshold for node i (finite, >= 0, and 0
+ * on flatten/dropout); else LT_EINVAL with err naming the layer. */
+int lt_graph_check_act_threshold(const lt_graph *g, int i, double t, lt_err *err);
 
 /* Parse architecture JSON (see docs in man/lathe-arch.5). Returns a new graph
  * (caller frees with lt_graph_free) or NULL with err naming the bad layer. */

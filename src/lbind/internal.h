@@ -98,6 +98,7 @@ int lt_l_finetune(lua_State *L);
 int lt_l_sensitivity(lua_State *L);
 int lt_l_prune_structured(lua_State *L);
 int lt_l_prune_nm(lua_State *L);
+int lt_l_threshold_activations(lua_State *L);
 int lt_l_choose_sparsities(lua_State *L);
 
 /* A string builder held by a userdata on the stack (its __gc frees the

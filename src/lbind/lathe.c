@@ -790,6 +790,7 @@ static const luaL_Reg lathe_funcs[] = {
 	{"sensitivity", lt_l_sensitivity},
 	{"prune_structured", lt_l_prune_structured},
 	{"prune_nm", lt_l_prune_nm},
+	{"threshold_activations", lt_l_threshold_activations},
 	{"choose_sparsities", lt_l_choose_sparsities},
 	{"atomic", l_atomic},
 	{"params", l_params},
@@ -806,7 +807,8 @@ int luaopen_lathe(lua_State *L)
 	lua_pushstring(L, PACKAGE_VERSION);
 	lua_setfield(L, -2, "version");
 	/* The compression kernels, for discovery (completion, docs). */
-	static const char *const kernels[] = {"prune", "prune_structured", "prune_nm", "cast", "finetune", NULL};
+	static const char *const kernels[] = {"prune", "prune_structured", "prune_nm", "threshold_activations",
+		"cast", "finetune", NULL};
 	lua_createtable(L, 3, 0);
 	for (int i = 0; kernels[i]; i++) {
 		lua_pushstring(L, kernels[i]);

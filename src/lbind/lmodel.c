@@ -1694,45 +1694,111 @@ static int m_save(lua_State *L)
 	return 0;
 }
 
-/* m:eval{split="val", limit=0, staged=true, threads=0, batch=1000} */
-/* Per-node activation thresholds from opts.threshold: a number for every
- * activation layer (relu, tanh, sigmoid), or {layer = t, ...}. NULL when
- * the option is absent. */
-static float *act_thresholds(lua_State *L, int opts, const lt_graph *g, const char *fname)
+/* Activation thresholds from the value at idx into thr (one per node,
+ * already holding the current ones): a number sets every activation layer
+ * (relu, tanh, sigmoid), a table {layer = t} the layers it names. Each is
+ * checked (lt_graph_check_act_threshold). */
+static void read_thresholds(lua_State *L, int idx, const lt_graph *g, const char *fname, float *thr)
 {
-	if (!has_opt(L, opts, "threshold"))
-		return NULL;
-	lua_getfield(L, opts, "threshold");
-	float *thr = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *thr, 0);
-	lua_insert(L, -2); /* anchored below the option */
-	for (int i = 0; i < g->n_nodes; i++)
-		thr[i] = 0;
-	if (lua_type(L, -1) == LUA_TNUMBER) {
-		float t = (float)lua_tonumber(L, -1);
+	idx = lua_absindex(L, idx);
+	lt_err err = {0};
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		double t = lua_tonumber(L, idx);
 		for (int i = 0; i < g->n_nodes; i++)
-			if (g->nodes[i].op == LT_OP_RELU || g->nodes[i].op == LT_OP_TANH || g->nodes[i].op == LT_OP_SIGMOID)
-				thr[i] = t;
-	} else if (lua_istable(L, -1)) {
-		lua_pushnil(L);
-		while (lua_next(L, -2)) {
-			if (lua_type(L, -2) != LUA_TSTRING)
-				luaL_error(L, "%s: threshold: give {layer = t} with layer names as keys", fname);
-			const char *name = lua_tostring(L, -2);
-			int i = 0;
-			while (i < g->n_nodes && strcmp(g->nodes[i].name, name))
-				i++;
-			if (i == g->n_nodes)
-				luaL_error(L, "%s: threshold: no layer named '%s'", fname, name);
-			if (lua_type(L, -1) != LUA_TNUMBER)
-				luaL_error(L, "%s: threshold of '%s' must be a number", fname, name);
-			thr[i] = (float)lua_tonumber(L, -1);
-			lua_pop(L, 1);
-		}
-	} else {
-		luaL_error(L, "%s: threshold must be a number or a table {layer = t}", fname);
+			if (g->nodes[i].op == LT_OP_RELU || g->nodes[i].op == LT_OP_TANH ||
+			    g->nodes[i].op == LT_OP_SIGMOID) {
+				if (lt_graph_check_act_threshold(g, i, t, &err))
+					luaL_error(L, "%s: %s", fname, err.msg);
+				thr[i] = (float)t;
+			}
+		return;
 	}
-	lua_pop(L, 1);
+	if (!lua_istable(L, idx))
+		luaL_error(L, "%s: threshold must be a number or a table {layer = t}", fname);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "%s: threshold: give {layer = t} with layer names as keys", fname);
+		const char *name = lua_tostring(L, -2);
+		int i = 0;
+		while (i < g->n_nodes && strcmp(g->nodes[i].name, name))
+			i++;
+		if (i == g->n_nodes) {
+			char names[256] = "";
+			for (int j = 0; j < g->n_nodes; j++)
+				if (!lt_op_is_identity(g->nodes[j].op) && strlen(names) + strlen(g->nodes[j].name) + 8 < sizeof names)
+					snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+						 *names ? ", " : "", g->nodes[j].name);
+			luaL_error(L, "%s: threshold: no layer named '%s' (layers: %s)", fname, name, names);
+		}
+		if (lua_type(L, -1) != LUA_TNUMBER)
+			luaL_error(L, "%s: threshold of '%s' must be a number", fname, name);
+		if (lt_graph_check_act_threshold(g, i, lua_tonumber(L, -1), &err))
+			luaL_error(L, "%s: %s", fname, err.msg);
+		thr[i] = (float)lua_tonumber(L, -1);
+		lua_pop(L, 1);
+	}
+}
+
+/* A node-sized array (anchored on the stack) holding g's thresholds. */
+static float *graph_thresholds(lua_State *L, const lt_graph *g)
+{
+	float *thr = lua_newuserdatauv(L, (size_t)(g->n_nodes ? g->n_nodes : 1) * sizeof *thr, 0);
+	for (int i = 0; i < g->n_nodes; i++)
+		thr[i] = g->nodes[i].act_threshold;
 	return thr;
+}
+
+/* {layer = t} of every thresholded layer of g. */
+static void push_thresholds(lua_State *L, const lt_graph *g)
+{
+	lua_newtable(L);
+	for (int i = 0; i < g->n_nodes; i++)
+		if (g->nodes[i].act_threshold > 0)
+			set_num(L, g->nodes[i].name, g->nodes[i].act_threshold);
+}
+
+/* lathe.threshold_activations(model, t | {layer = t, ...}): stage activation
+ * thresholds (activation sparsity) in the model's architecture; 0 removes
+ * one. Previews, evaluation, fine-tuning and saved files all carry them.
+ * Returns every threshold now staged. */
+int lt_l_threshold_activations(lua_State *L)
+{
+	const char *fname = "lathe.threshold_activations";
+	lua_settop(L, 2);
+	if (!luaL_testudata(L, 1, LT_MT_MODEL))
+		return luaL_error(L, "%s: expected a model (got %s)", fname, kind_of(L, 1));
+	lt_bench *b = check_bench(L, 1);
+	const lt_graph *g = lt_model_graph(lt_bench_staged(b));
+	if (!g)
+		return luaL_error(L, "%s: the model has no architecture (weights only)", fname);
+	if (lua_isnil(L, 2))
+		return luaL_error(L, "%s: give a threshold for every activation layer or {layer = t}", fname);
+	float *thr = graph_thresholds(L, g);
+	read_thresholds(L, 2, g, fname, thr);
+	int same = 1;
+	for (int i = 0; i < g->n_nodes; i++)
+		same &= thr[i] == g->nodes[i].act_threshold;
+	if (same) { /* nothing to stage */
+		push_thresholds(L, g);
+		return 1;
+	}
+	lt_err err = {0};
+	lt_model *c = lt_model_copy(lt_bench_staged(b), &err);
+	lt_graph *e = c ? lt_graph_clone(g, &err) : NULL;
+	if (e)
+		for (int i = 0; i < e->n_nodes; i++)
+			e->nodes[i].act_threshold = thr[i];
+	if (!e || lt_model_set_graph(c, e, &err)) {
+		lt_graph_free(e);
+		lt_model_unref(c);
+		return lt_lraise(L, fname, &err);
+	}
+	lt_bench_stage_model(b, c);
+	lt_model_unref(c);
+	journal_kernel(L, b, "threshold_activations", 1, 2);
+	push_thresholds(L, lt_model_graph(lt_bench_staged(b)));
+	return 1;
 }
 
 /* m:eval{split=, limit=, staged=, threads=, batch=, threshold=, activations=} */
@@ -1759,7 +1825,13 @@ static int m_eval(lua_State *L)
 			   .progress = eval_progress, .progress_ud = &ctx};
 	if (eo.batch < 1 || eo.threads < 0 || eo.threads > 256)
 		return luaL_error(L, "eval: batch must be positive and threads 0 (one per core) to 256");
-	eo.act_threshold = act_thresholds(L, 2, g, "eval");
+	if (has_opt(L, 2, "threshold")) { /* replaces the model's own for this evaluation */
+		float *thr = graph_thresholds(L, g);
+		lua_getfield(L, 2, "threshold");
+		read_thresholds(L, -1, g, "eval", thr);
+		lua_pop(L, 1);
+		eo.act_threshold = thr;
+	}
 	if (eo.act_threshold || lt_opt_bool(L, 2, "eval", "activations", 0)) {
 		eo.act_nonzero = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *eo.act_nonzero, 0);
 		eo.act_total = lua_newuserdatauv(L, (size_t)g->n_nodes * sizeof *eo.act_total, 0);
@@ -1794,7 +1866,7 @@ static int m_eval(lua_State *L)
 			lua_pushstring(L, lt_op_name(g->nodes[i].op));
 			lua_setfield(L, -2, "op");
 			set_num(L, "density", eo.act_total[i] ? (double)eo.act_nonzero[i] / (double)eo.act_total[i] : 0.0);
-			set_num(L, "threshold", eo.act_threshold ? eo.act_threshold[i] : 0.0);
+			set_num(L, "threshold", eo.act_threshold ? eo.act_threshold[i] : g->nodes[i].act_threshold);
 			lua_rawseti(L, -2, i + 1);
 		}
 		lua_setfield(L, -2, "activations");
@@ -1860,6 +1932,7 @@ static int m_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
 static int m_sensitivity(lua_State *L) { return lt_l_sensitivity(L); }
 static int m_prune_structured(lua_State *L) { return lt_call_kernel(L, lt_l_prune_structured); }
 static int m_prune_nm(lua_State *L) { return lt_call_kernel(L, lt_l_prune_nm); }
+static int m_threshold_activations(lua_State *L) { return lt_call_kernel(L, lt_l_threshold_activations); }
 static int m_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
 static int m_finetune(lua_State *L) { return lt_call_kernel(L, lt_l_finetune); }
 
@@ -1959,6 +2032,7 @@ static const luaL_Reg model_methods[] = {
 	{"layer", m_layer}, {"tensor", m_tensor}, {"tensors", m_tensors},
 	{"prune", m_prune}, {"cast", m_cast}, {"finetune", m_finetune}, {"sensitivity", m_sensitivity},
 	{"prune_structured", m_prune_structured}, {"prune_nm", m_prune_nm},
+	{"threshold_activations", m_threshold_activations},
 	{"close", m_close},
 	{NULL, NULL}
 };

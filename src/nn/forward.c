@@ -45,7 +45,7 @@ struct lt_forward {
 	int chunk;
 	struct bound *bound;
 	struct worker *work;
-	float *act_threshold;  /* per node (0: none), or NULL */
+	float *act_threshold;  /* per node (0: none), replacing the graph's; or NULL */
 	int counting;
 	int64_t *seen;         /* per node: outputs produced while counting */
 	int solo;              /* this run is on the calling thread alone */
@@ -171,12 +171,6 @@ static void linear_pair(struct assist *a, const lt_sparse *s, const float *x, co
 		relax();
 }
 
-/* Ops that pass their input through unchanged at inference share its buffer. */
-static int is_identity(lt_op op)
-{
-	return op == LT_OP_FLATTEN || op == LT_OP_DROPOUT;
-}
-
 static int bind_params(lt_forward *f, lt_err *err)
 {
 	const lt_graph *g = f->g;
@@ -237,7 +231,7 @@ static int alloc_worker(lt_forward *f, struct worker *w, lt_err *err)
 			int64_t need = lt_sparse_scratch(f->bound[i].sparse, f->chunk);
 			sparse_scratch = need > sparse_scratch ? need : sparse_scratch;
 		}
-		if (is_identity(n->op))
+		if (lt_op_is_identity(n->op))
 			continue;
 		w->vals[i + 1] = lt_alloc_uninit((size_t)(f->chunk * n->out_numel) * sizeof(float));
 		if (!w->vals[i + 1])
@@ -294,10 +288,11 @@ int lt_forward_set_act_threshold(lt_forward *f, const float *threshold, lt_err *
 	f->act_threshold = NULL;
 	if (!threshold)
 		return 0;
-	for (int i = 0; i < n; i++)
-		if (!(threshold[i] >= 0 && threshold[i] < INFINITY))
-			return lt_err_set(err, LT_EINVAL, "activation threshold of layer '%s' must be 0 or more "
-					  "(got %g)", f->g->nodes[i].name, (double)threshold[i]);
+	for (int i = 0; i < n; i++) {
+		int rc = lt_graph_check_act_threshold(f->g, i, threshold[i], err);
+		if (rc)
+			return rc;
+	}
 	if (!(f->act_threshold = lt_malloc_array((size_t)n, sizeof *f->act_threshold)))
 		return lt_err_set(err, LT_ENOMEM, "out of memory");
 	memcpy(f->act_threshold, threshold, (size_t)n * sizeof *threshold);
@@ -428,10 +423,9 @@ static void run_node(lt_forward *f, struct worker *w, int i, float **val, int s0
 		break;
 	}
 	/* Activation sparsity: small outputs become exact zeros; counted. */
-	float thr = f->act_threshold ? f->act_threshold[i] : 0;
+	float thr = f->act_threshold ? f->act_threshold[i] : n->act_threshold;
 	if (thr > 0)
-		for (int64_t k = 0; k < numel; k++)
-			y[k] = fabsf(y[k]) < thr ? 0.0f : y[k];
+		lt_layers_threshold(y, numel, thr);
 	if (f->counting) {
 		int64_t nz = 0;
 		for (int64_t k = 0; k < numel; k++)
@@ -464,7 +458,7 @@ static void run_chunk(lt_forward *f, struct worker *w, int first, int last, cons
 	if (first == last)
 		memcpy(out, x, (size_t)b * (size_t)lt_graph_value_numel(g, first) * sizeof(float));
 	for (int i = first; i < last; i++)
-		val[i + 1] = i == last - 1 ? out : is_identity(g->nodes[i].op) ? val[g->nodes[i].inputs[0]]
+		val[i + 1] = i == last - 1 ? out : lt_op_is_identity(g->nodes[i].op) ? val[g->nodes[i].inputs[0]]
 									 : w->vals[i + 1];
 	for (int i = first; i < last;) {
 		int j = i + 1, step = b;

@@ -32,10 +32,11 @@ int lt_forward_run(lt_forward *f, const float *x, int64_t n, float *out, lt_err 
 int lt_forward_run_range(lt_forward *f, int first, int last, const float *x, int64_t n,
 			 float *out, lt_err *err);
 
-/* Activation sparsity. With a threshold per node (0: none; NULL clears
- * them all), outputs of node i with |y| < threshold[i] become exact zeros
- * in every later run (also what the following nodes see). LT_EINVAL for a
- * negative or non-finite threshold, LT_ENOMEM. */
+/* Activation sparsity. Outputs of node i with |y| < its threshold become
+ * exact zeros (also what the following nodes see). The graph's thresholds
+ * (lt_node.act_threshold) apply unless this call gives one per node (0:
+ * none) for every later run; NULL goes back to the graph's. LT_EINVAL for
+ * a negative or non-finite threshold or one on flatten/dropout, LT_ENOMEM. */
 int lt_forward_set_act_threshold(lt_forward *f, const float *threshold, lt_err *err);
 /* From now on count the non-zero outputs of every node (after any
  * threshold); lt_forward_activation_counts gives, per node, the non-zeros

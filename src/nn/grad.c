@@ -399,6 +399,8 @@ static void forward_train(struct worker *w)
 		default:
 			break;
 		}
+		if (n->act_threshold > 0)
+			lt_layers_threshold(y, numel, n->act_threshold);
 	}
 }
 
@@ -606,6 +608,10 @@ static void backward(struct worker *w)
 		float *dx = w->dval[v];
 		const int64_t *shape = lt_graph_value_shape(gr, v);
 		int64_t numel = (int64_t)b * lt_graph_value_numel(gr, v);
+		/* A thresholded output passed on nothing where it became 0. */
+		if (n->act_threshold > 0)
+			for (int64_t k = 0; k < (int64_t)b * n->out_numel; k++)
+				w->dval[i + 1][k] = y[k] == 0.0f ? 0.0f : dy[k];
 		switch (n->op) {
 		case LT_OP_LINEAR: {
 			int in = (int)n->in_features, out = (int)n->out_features;

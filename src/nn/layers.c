@@ -193,6 +193,12 @@ void lt_layers_softmax(const float *x, float *y, int64_t width, int b)
 }
 
 
+LT_HOT void lt_layers_threshold(float *y, int64_t n, float t)
+{
+	for (int64_t k = 0; k < n; k++)
+		y[k] = fabsf(y[k]) < t ? 0.0f : y[k];
+}
+
 LT_HOT void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n)
 {
 	switch (op) {

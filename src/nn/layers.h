@@ -39,6 +39,9 @@ void lt_layers_affine(const float *scale, const float *shift, const int64_t *in_
 /* Elementwise ReLU, tanh or sigmoid over n values. */
 void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n);
 
+/* Activation sparsity: y[k] with |y[k]| < t becomes an exact 0. */
+void lt_layers_threshold(float *y, int64_t n, float t);
+
 /* Softmax over each sample's width values. */
 void lt_layers_softmax(const float *x, float *y, int64_t width, int b);
 

@@ -482,36 +482,38 @@ static int same_graph(const lt_graph *a, const lt_graph *b)
 	return 1;
 }
 
-/* Index of the first node whose parameters differ between two models
- * (n_nodes if none; 0 if the graphs differ). */
+/* 1 when node i computes the same thing in models a and b (same graphs):
+ * the same tensors and the same activation threshold. */
+static int same_node(lt_model *a, lt_model *b, int i)
+{
+	const lt_node *na = &lt_model_graph(a)->nodes[i], *nb = &lt_model_graph(b)->nodes[i];
+	if (na->act_threshold != nb->act_threshold)
+		return 0;
+	for (int s = 0; s < LT_NODE_MAX_PARAMS; s++)
+		if (na->params[s] && lt_model_tensor(a, na->params[s]) != lt_model_tensor(b, na->params[s]))
+			return 0;
+	return 1;
+}
+
+/* Index of the first node that differs between two models (n_nodes if
+ * none; 0 if the graphs differ). */
 static int first_changed_node(lt_model *a, lt_model *b)
 {
 	lt_graph *ga = lt_model_graph(a), *gb = lt_model_graph(b);
 	if (!ga || !gb || !same_graph(ga, gb))
 		return 0;
-	for (int i = 0; i < ga->n_nodes; i++)
-		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++) {
-			const char *p = ga->nodes[i].params[s];
-			if (p && lt_model_tensor(a, p) != lt_model_tensor(b, p))
-				return i;
-		}
-	return ga->n_nodes;
+	int i = 0;
+	while (i < ga->n_nodes && same_node(a, b, i))
+		i++;
+	return i;
 }
 
-/* 1 when models a and b have the same tensors for every node before v
- * (so the same value v on the same data). */
+/* 1 when every node before v is the same in models a and b (so the same
+ * value v on the same data). */
 static int same_prefix(lt_model *a, lt_model *b, int v)
 {
 	const lt_graph *ga = lt_model_graph(a), *gb = lt_model_graph(b);
-	if (!ga || !gb || !same_graph(ga, gb))
-		return 0;
-	for (int i = 0; i < v; i++)
-		for (int s = 0; s < LT_NODE_MAX_PARAMS; s++) {
-			const char *p = ga->nodes[i].params[s];
-			if (p && lt_model_tensor(a, p) != lt_model_tensor(b, p))
-				return 0;
-		}
-	return 1;
+	return ga && gb && same_graph(ga, gb) && first_changed_node(a, b) >= v;
 }
 
 /* Model m's value v on o->data: from a cache slot when one matches, else

@@ -282,6 +282,46 @@ do
 	T.raises(function() a:eval{threshold = "0.5"} end, "must be a number or a table", "threshold is not a string")
 	T.raises(function() a:eval{threshold = {0.5}} end, "layer names as keys", "threshold keys are layer names")
 	T.raises(function() a:eval{limit = -1} end, "limit must be 0 (all) or more", "eval limit checked")
+
+	-- Staged thresholds: previews, eval, fine-tuning and saved files see them.
+	local v = a:eval{split = "val", limit = 500, threshold = {[relu.name] = 1.0}}
+	local before = a:preview{limit = 500}
+	local staged = a:threshold_activations{[relu.name] = 1.0}
+	T.is(staged[relu.name], 1.0, "threshold_activations returns what is staged")
+	T.is(a.dirty, true, "a threshold is a staged change")
+	local p = a:preview{limit = 500}
+	T.is(p.accuracy, v.accuracy, "the preview sees the staged threshold (= eval with it)")
+	T.is(p.committed.accuracy, before.accuracy, "the committed model has none")
+	local e = a:eval{limit = 500, activations = true}
+	local d
+	for _, x in ipairs(e.activations) do if x.name == relu.name then d = x end end
+	T.ok(d.threshold == 1.0 and d.density == relu1.density, "eval of the stage uses it",
+		d.threshold, d.density, relu1.density)
+	T.is(a:eval{limit = 500, threshold = 0}.accuracy, r0.accuracy, "an eval threshold replaces the staged one")
+	a:rollback()
+	T.is(next(a:threshold_activations{}), nil, "rollback drops it")
+	T.is(a.dirty, false, "restating the thresholds stages nothing")
+	a:threshold_activations(1.0)
+	a:finetune{epochs = 1, limit = 200, lr = 1e-4}
+	a:commit()
+	local path = os.tmpname()
+	a:save(path)
+	local back = assert(lathe.open(path))
+	local t = back:threshold_activations{}
+	local n = 0
+	for _ in pairs(t) do n = n + 1 end
+	T.ok(n == 2 and t[relu.name] == 1.0, "a saved model carries its thresholds", n)
+	T.is(back:eval{limit = 500}.accuracy, a:eval{limit = 500}.accuracy, "and evaluates the same")
+	back:threshold_activations{[relu.name] = 0}
+	t = back:threshold_activations{}
+	T.ok(t[relu.name] == nil, "0 removes one")
+	T.raises(function() a:threshold_activations{flatten = 1} end, "no layer named 'flatten' (layers: ",
+		"thresholds name layers and list them")
+	T.raises(function() a:threshold_activations(-1) end, "0 or more", "threshold_activations checks values")
+	T.raises(function() a:threshold_activations() end, "give a threshold", "threshold_activations needs one")
+	T.raises(function() lathe.threshold_activations(a.fc1, 1) end, "expected a model", "a model, not a layer")
+	back:close{discard = true}
+	os.remove(path)
 	a:close()
 end
 
