@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/scheme.h"
 
 struct lt_tensor {
 	int refs;              /* atomic: a worker thread may hold references */
@@ -18,6 +19,7 @@ struct lt_tensor {
 	float *f32;        /* f32 view: == raw (aligned F32), or a conversion */
 	int f32_owned;     /* f32 was allocated by us */
 	lt_tensor *mask;   /* 0/1 values, same shape, or NULL */
+	lt_scheme *scheme; /* the codes the values came from, or NULL */
 };
 
 static const struct {
@@ -227,6 +229,10 @@ lt_tensor *lt_tensor_clone(lt_tensor *t, lt_err *err)
 	}
 	if (c && t->mask)
 		c->mask = lt_tensor_ref(t->mask);
+	if (c && t->scheme && !(c->scheme = lt_scheme_clone(t->scheme, err))) {
+		lt_tensor_unref(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -244,6 +250,7 @@ void lt_tensor_unref(lt_tensor *t)
 	if (t->f32_owned)
 		lt_free(t->f32);
 	lt_tensor_unref(t->mask);
+	lt_scheme_free(t->scheme);
 	lt_blob_unref(t->blob);
 	lt_free(t);
 }
@@ -346,6 +353,8 @@ float *lt_tensor_data_mut(lt_tensor *t, lt_err *err)
 	}
 	/* From now on the f32 copy is the stored value. The blob stays
 	 * referenced: pointers handed out before still point into it. */
+	lt_scheme_free(t->scheme);
+	t->scheme = NULL;
 	t->dtype = LT_F32;
 	t->raw = t->f32;
 	return t->f32;
@@ -443,6 +452,21 @@ int lt_tensor_set_mask(lt_tensor *t, lt_tensor *mask, lt_err *err)
 	lt_tensor_unref(t->mask);
 	t->mask = mask;
 	return 0;
+}
+
+int lt_tensor_set_scheme(lt_tensor *t, lt_scheme *s, lt_err *err)
+{
+	if (s && s->numel != t->numel)
+		return lt_err_set(err, LT_EINVAL, "a coding scheme for %lld elements cannot describe a tensor of %lld",
+				  (long long)s->numel, (long long)t->numel);
+	lt_scheme_free(t->scheme);
+	t->scheme = s;
+	return 0;
+}
+
+lt_scheme *lt_tensor_scheme(const lt_tensor *t)
+{
+	return t->scheme;
 }
 
 lt_tensor *lt_tensor_mask(const lt_tensor *t)

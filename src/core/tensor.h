@@ -102,6 +102,16 @@ lt_tensor *lt_tensor_clone(lt_tensor *t, lt_err *err);
 int lt_tensor_set_mask(lt_tensor *t, lt_tensor *mask, lt_err *err);
 lt_tensor *lt_tensor_mask(const lt_tensor *t);
 
+/* Coding schemes (core/scheme.h): a quantized or weight-shared tensor
+ * keeps the codes its values came from, so sizes and the packed format are
+ * exact. set takes ownership of s (NULL removes; LT_EINVAL, with s still
+ * the caller's, if its element count differs). Any write through
+ * lt_tensor_data_mut drops the scheme: the codes would no longer describe
+ * the values. A clone gets its own copy. */
+struct lt_scheme;
+int lt_tensor_set_scheme(lt_tensor *t, struct lt_scheme *s, lt_err *err);
+struct lt_scheme *lt_tensor_scheme(const lt_tensor *t);
+
 /* A new tensor holding t's values stored as dtype (F32, F16 or BF16; others
  * give LT_EINVAL). Rounds to nearest even. */
 lt_tensor *lt_tensor_cast(lt_tensor *t, lt_dtype dtype, lt_err *err);

@@ -1,5 +1,5 @@
 /* Coding schemes: allocation and decoding (see scheme.h). */
-#include "kern/scheme.h"
+#include "core/scheme.h"
 
 #include <string.h>
 
