@@ -35,70 +35,23 @@
 -- schedule of Zhu & Gupta (2017): large steps first, small ones at the end,
 -- when every weight left matters.
 local lathe = require "lathe"
-local schedule = require "lathe.schedule"
+local paper = require "lathe.paper"
 local util = require "lathe.util"
 
 local P = lathe.params{steps = 4, epochs = 1, final_epochs = 8, lr = 2e-3, opt = "adam", weight_decay = 0.0,
 	batch = 128, limit = 0, test = true}
 
-local RATES = {
-	["LeNet-300-100"] = {fc1 = 0.08, fc2 = 0.09, fc3 = 0.26},
-	["LeNet-5"] = {conv1 = 0.66, conv2 = 0.12, fc1 = 0.08, fc2 = 0.19},
-}
-
--- Which LeNet is this? The one whose layers the model has, all of them.
-local function has_layers(rates)
-	for name in pairs(rates) do
-		if not pcall(model.layer, model, name) then return false end
-	end
-	return true
-end
-local net, keep
-for name, rates in pairs(RATES) do
-	if has_layers(rates) and #model == #util.keys(rates) then net, keep = name, rates end
-end
-assert(net, "this recipe expects LeNet-300-100 (fc1..fc3) or LeNet-5 (conv1, conv2, fc1, fc2)")
-local layers = util.keys(keep)
+local net = paper.detect(model)
+local layers = paper.layers(net)
 
 local function test_accuracy()
 	return P.test and model:eval{split = "test"}.accuracy or nil
 end
 local before = test_accuracy()
 print(("%s: pruning to the Deep Compression rates in %d steps"):format(net, P.steps))
-
--- Each layer gets its own schedule towards 1 - keep.
-local targets = {}
-for _, name in ipairs(layers) do
-	targets[name] = schedule.agp_steps{final = 1 - keep[name], steps = P.steps}
-end
-for k = 2, P.steps + 1 do
-	for _, name in ipairs(layers) do
-		model:layer(name):prune{sparsity = targets[name][k]}
-	end
-	lathe.finetune(model, {epochs = P.epochs, lr = P.lr, opt = P.opt, weight_decay = P.weight_decay,
-		batch = P.batch, limit = P.limit, seed = k})
-	local p = model:preview()
-	print(("  step %d: validation accuracy %.2f %%"):format(k - 1, 100 * p.accuracy))
-	model:commit(("step %d of %d"):format(k - 1, P.steps))
-end
-
--- A last, longer fine-tuning at the final rates, the learning rate decaying
--- to zero (cosine) epoch by epoch. A pruned network overfits the training
--- images quickly, so each epoch is kept only if the validation accuracy
--- improved (the test split is never looked at to decide).
-local lr_at = schedule.cosine{lr = P.lr, steps = P.final_epochs}
-local best = model:preview().accuracy
-for e = 1, P.final_epochs do
-	lathe.finetune(model, {epochs = 1, lr = lr_at(e - 1), opt = P.opt, weight_decay = P.weight_decay,
-		batch = P.batch, limit = P.limit, seed = P.steps + 1 + e})
-	local acc = model:preview().accuracy
-	if acc > best then
-		best = acc
-		model:commit(("fine-tuning epoch %d"):format(e))
-	else
-		model:rollback()
-	end
-end
+-- Each layer follows its own cubic schedule to its rate, with masked
+-- fine-tuning after every step, then a longer fine-tuning (lathe.paper).
+paper.prune(model, P)
 
 -- The paper's table: weights per layer and the share kept.
 print(("\n%-8s %10s %10s %8s"):format("layer", "weights", "kept", "kept %"))

@@ -11,27 +11,10 @@
 #include "core/mem.h"
 #include "lbind/arch.h"
 #include "tap.h"
+#include "testutil.h"
 
 static char tmpdir[4096];
 
-/* The samples directory: $SAMPLES, $TOP_SRCDIR/samples (make check) or the
- * source tree's samples when run by hand from the top directory. */
-static const char *sample(const char *name)
-{
-	static char path[4096];
-	const char *dir = getenv("SAMPLES"), *top = getenv("TOP_SRCDIR");
-	if (dir && *dir)
-		snprintf(path, sizeof path, "%s/%s", dir, name);
-	else if (top && *top)
-		snprintf(path, sizeof path, "%s/samples/%s", top, name);
-	else
-#ifdef LT_SRCDIR
-		snprintf(path, sizeof path, "%s/samples/%s", LT_SRCDIR, name);
-#else
-		snprintf(path, sizeof path, "samples/%s", name);
-#endif
-	return path;
-}
 
 static const char *tmpfile_path(const char *name)
 {

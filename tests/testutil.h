@@ -67,4 +67,24 @@ static int load_slice(lt_dataset *d, lt_err *err)
 	return lt_dataset_load_idx(images, fixture("slice-labels-idx1-ubyte.gz"), 10, 0, -1, d, err);
 }
 
+/* The samples directory: $SAMPLES, $TOP_SRCDIR/samples (make check) or the
+ * source tree's samples when run by hand from the top directory. */
+static const char *sample(const char *name) __attribute__((unused));
+static const char *sample(const char *name)
+{
+	static char path[4096];
+	const char *dir = getenv("SAMPLES"), *top = getenv("TOP_SRCDIR");
+	if (dir && *dir)
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+	else if (top && *top)
+		snprintf(path, sizeof path, "%s/samples/%s", top, name);
+	else
+#ifdef LT_SRCDIR
+		snprintf(path, sizeof path, "%s/samples/%s", LT_SRCDIR, name);
+#else
+		snprintf(path, sizeof path, "samples/%s", name);
+#endif
+	return path;
+}
+
 #endif

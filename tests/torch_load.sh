@@ -7,7 +7,8 @@
 #  - convert --dtype f16 / bf16: loads, every floating-point tensor is
 #    torch.float16 / torch.bfloat16 and equal bit for bit to torch's own
 #    cast of the input tensor (round to nearest even, overflow to inf,
-#    underflow to signed zero), integer tensors unchanged.
+#    underflow to signed zero), integer tensors unchanged;
+#  - packed models (model:save{packed = true}): load as a set of tensors.
 # Skips unless /usr/bin/python3 can import torch.
 
 case $0 in */*) here=${0%/*} ;; *) here=. ;; esac
@@ -133,6 +134,20 @@ for m in mlp cnn allops allops_nsq mlp_f16 mlp_bf16 dtypes; do
 		job "convert --dtype $dt $m: loads in torch|check|$out"
 		job "convert --dtype $dt $m: torch dtype and values of torch's own cast|cast|$out|$in|$dt"
 	done
+done
+
+# Packed files (quantized, shared, pruned and half-precision tensors as
+# U8 streams; the rest as values) are still safetensors for torch.
+for how in "lathe.share(model, {bits = 4})" "lathe.quantize(model, {bits = 5, per_channel = true})" \
+	"lathe.prune(model, {sparsity = 0.9}); lathe.quantize(model, {mode = 'f16'})"; do
+	out=$T/packed_$njobs.safetensors
+	run "$LATHE" lua -m "$FIXTURES/cnn.safetensors" -e "$how; model:commit(); model:save('$out', {packed = true})"
+	if [ "$rc" -ne 0 ]; then
+		not_ok "packed: $how" "exit status $rc"
+		diag_file "$T/err"
+		continue
+	fi
+	job "packed after $how: loads in torch|check|$out"
 done
 
 _timeout "$SLOW_LIMIT" "$PY" "$T/driver.py" "$TOP_SRCDIR/tests" "$T/jobs" >"$T/results" 2>"$T/driver.err"

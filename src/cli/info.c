@@ -8,8 +8,11 @@
 #include "cli/cli.h"
 #include "core/model.h"
 #include "core/units.h"
+#include "core/scheme.h"
 #include "io/idx.h"
 #include "io/open.h"
+#include "io/packed.h"
+#include "io/safetensors.h"
 
 static const char info_help[] =
 	"usage: lathe info FILE [--json]\n"
@@ -17,6 +20,10 @@ static const char info_help[] =
 	"For a model (safetensors): every tensor's name, dtype, shape, parameters,\n"
 	"share of zeros and bytes, with totals; when the file carries an\n"
 	"architecture, the layer graph with output shapes and MACs per sample.\n"
+	"A packed model (lathe's codes, sparse indices and Huffman streams) is\n"
+	"decoded: each tensor shows how it is stored and its bytes on disk, and\n"
+	"the total its ratio to the f32 model. Other models show what packing\n"
+	"would make of them.\n"
 	"For an IDX dataset file (optionally .gz): element type, dims, item count.\n"
 	"\n"
 	"  --json   one JSON object on stdout instead of tables\n";
@@ -44,6 +51,27 @@ static const char *human_bytes(double b)
 	static char buf[4][32];
 	static int next;
 	return lt_format_bytes(b, buf[next++ % 4], sizeof buf[0]);
+}
+
+/* How a packed tensor is stored, in a few words: "codebook 6b, rel 5b". */
+static const char *coding(const lt_packed_tensor *p, char *buf, size_t size)
+{
+	static const char *const kinds[] = {[LT_SCHEME_AFFINE] = "int", [LT_SCHEME_CODEBOOK] = "codebook",
+		[LT_SCHEME_F16] = "f16", [LT_SCHEME_BF16] = "bf16"};
+	static const char *const index[] = {[LT_PACK_DENSE] = "dense", [LT_PACK_REL] = "rel",
+		[LT_PACK_HOLES] = "holes", [LT_PACK_CSR] = "csr"};
+	const lt_pack_desc *d = &p->desc;
+	int n = d->plain ? snprintf(buf, size, "f32")
+			 : d->kind == LT_SCHEME_F16 || d->kind == LT_SCHEME_BF16
+			 ? snprintf(buf, size, "%s", kinds[d->kind])
+			 : snprintf(buf, size, "%s %db", kinds[d->kind], d->bits);
+	if ((unsigned)d->index <= LT_PACK_CSR && index[d->index] && n > 0 && (size_t)n < size)
+		n += snprintf(buf + n, size - (size_t)n, ", %s", index[d->index]);
+	if ((d->index == LT_PACK_REL || d->index == LT_PACK_HOLES) && n > 0 && (size_t)n < size)
+		n += snprintf(buf + n, size - (size_t)n, " %db", d->gap_bits);
+	if ((d->codes.huffman || (d->n_idx && d->idx[0].huffman)) && n > 0 && (size_t)n < size)
+		snprintf(buf + n, size - (size_t)n, ", huffman");
+	return buf;
 }
 
 static json_t *shape_json(int ndim, const int64_t *shape)
@@ -83,6 +111,18 @@ static int info_model(const char *path, int json)
 	for (size_t i = 0; i < nt; i++)
 		zeros += tz[i] = lt_tensor_count_zeros(lt_model_tensor_at(m, i));
 	const lt_graph *g = lt_model_graph(m);
+	/* How the model is, or would be, packed (the same choices as saving). */
+	lt_model *raw = lt_safetensors_load(path, &err);
+	int packed = raw && lt_packed_has(raw);
+	lt_model_unref(raw);
+	lt_packed_report pr = {0};
+	uint64_t plain = 0;
+	if (lt_packed_measure(m, &pr, &err) || lt_safetensors_model_size(m, &plain, &err)) {
+		free(tz);
+		lt_packed_report_free(&pr);
+		lt_model_unref(m);
+		return cli_fail(path, &err);
+	}
 
 	if (json) {
 		json_t *root = json_object(), *tensors = json_array(), *meta = json_object();
@@ -90,13 +130,22 @@ static int info_model(const char *path, int json)
 		json_object_set_new(root, "kind", json_string("model"));
 		for (size_t i = 0; i < nt; i++) {
 			lt_tensor *t = lt_model_tensor_at(m, i);
-			json_array_append_new(tensors, json_pack("{s:s,s:s,s:o,s:I,s:I,s:I}",
+			char how[96];
+			json_t *e = json_pack("{s:s,s:s,s:o,s:I,s:I,s:I}",
 				"name", lt_model_tensor_name(m, i), "dtype", lt_dtype_name(lt_tensor_dtype(t)),
 				"shape", shape_json(lt_tensor_ndim(t), lt_tensor_shape(t)),
 				"params", (json_int_t)lt_tensor_numel(t), "zeros", (json_int_t)tz[i],
-				"bytes", (json_int_t)lt_tensor_nbytes(t)));
+				"bytes", (json_int_t)lt_tensor_nbytes(t));
+			if (e && pr.t[i].packed)
+				json_object_set_new(e, "packed", json_pack("{s:s,s:I}", "coding",
+					coding(&pr.t[i], how, sizeof how), "bytes", (json_int_t)pr.t[i].bytes));
+			json_array_append_new(tensors, e);
 		}
 		json_object_set_new(root, "tensors", tensors);
+		json_object_set_new(root, "packed", json_pack("{s:b,s:I,s:I,s:I,s:f}", "file", packed,
+			"packed_bytes", (json_int_t)pr.file_bytes, "plain_bytes", (json_int_t)plain,
+			"f32_bytes", (json_int_t)pr.f32_bytes,
+			"ratio", pr.file_bytes ? (double)pr.f32_bytes / (double)pr.file_bytes : 0.0));
 		json_object_set_new(root, "totals", json_pack("{s:I,s:I,s:I,s:I}",
 			"tensors", (json_int_t)nt, "params", (json_int_t)params,
 			"zeros", (json_int_t)zeros, "bytes", (json_int_t)bytes));
@@ -127,30 +176,59 @@ static int info_model(const char *path, int json)
 		free(s);
 		json_decref(root);
 		free(tz);
+		lt_packed_report_free(&pr);
 		lt_model_unref(m);
 		return s ? EXIT_OK : EXIT_FAIL;
 	}
 
-	printf("%s: safetensors, %s tensors, %s parameters, %s (%s bytes)\n", path,
-	       group((int64_t)nt), group(params), human_bytes((double)bytes), group((int64_t)bytes));
+	if (packed)
+		printf("%s: packed safetensors, %s tensors, %s parameters, %s on disk (%s bytes; f32 %s, "
+		       "%.1fx smaller)\n", path, group((int64_t)nt), group(params), human_bytes((double)pr.file_bytes),
+		       group((int64_t)pr.file_bytes), human_bytes((double)pr.f32_bytes),
+		       (double)pr.f32_bytes / (double)pr.file_bytes);
+	else
+		printf("%s: safetensors, %s tensors, %s parameters, %s (%s bytes)\n", path,
+		       group((int64_t)nt), group(params), human_bytes((double)bytes), group((int64_t)bytes));
 	size_t w = 6;
 	for (size_t i = 0; i < nt; i++) {
 		size_t l = strlen(lt_model_tensor_name(m, i));
 		w = l > w ? l : w;
 	}
 	w = w > 48 ? 48 : w;
-	printf("\n%-*s  %-5s %-20s %12s %8s %12s\n", (int)w, "tensor", "dtype", "shape", "params", "zeros", "bytes");
-	for (size_t i = 0; i < nt; i++) {
-		lt_tensor *t = lt_model_tensor_at(m, i);
-		char shp[64];
-		int64_t n = lt_tensor_numel(t);
-		printf("%-*s  %-5s %-20s %12s %7.2f%% %12s\n", (int)w, lt_model_tensor_name(m, i),
-		       lt_dtype_name(lt_tensor_dtype(t)),
-		       lt_shape_format(lt_tensor_ndim(t), lt_tensor_shape(t), shp, sizeof shp),
-		       group(n), n ? 100.0 * tz[i] / n : 0.0, group((int64_t)lt_tensor_nbytes(t)));
+	if (packed) {
+		printf("\n%-*s  %-20s %12s %8s  %-30s %10s %12s\n", (int)w, "tensor", "shape", "params", "zeros",
+		       "stored as", "bytes", "f32 bytes");
+		for (size_t i = 0; i < nt; i++) {
+			lt_tensor *t = lt_model_tensor_at(m, i);
+			char shp[64], how[96];
+			int64_t n = lt_tensor_numel(t);
+			printf("%-*s  %-20s %12s %7.2f%%  %-30s %10s %12s\n", (int)w, lt_model_tensor_name(m, i),
+			       lt_shape_format(lt_tensor_ndim(t), lt_tensor_shape(t), shp, sizeof shp), group(n),
+			       n ? 100.0 * tz[i] / n : 0.0,
+			       pr.t[i].packed ? coding(&pr.t[i], how, sizeof how) : lt_dtype_name(lt_tensor_dtype(t)),
+			       group((int64_t)pr.t[i].bytes), group(n * 4));
+		}
+		printf("%-*s  %-20s %12s %7.2f%%  %-30s %10s %12s\n", (int)w, "file", "", group(params),
+		       params ? 100.0 * zeros / params : 0.0, "(header included)", group((int64_t)pr.file_bytes),
+		       group((int64_t)pr.f32_bytes));
+	} else {
+		printf("\n%-*s  %-5s %-20s %12s %8s %12s\n", (int)w, "tensor", "dtype", "shape", "params", "zeros",
+		       "bytes");
+		for (size_t i = 0; i < nt; i++) {
+			lt_tensor *t = lt_model_tensor_at(m, i);
+			char shp[64];
+			int64_t n = lt_tensor_numel(t);
+			printf("%-*s  %-5s %-20s %12s %7.2f%% %12s\n", (int)w, lt_model_tensor_name(m, i),
+			       lt_dtype_name(lt_tensor_dtype(t)),
+			       lt_shape_format(lt_tensor_ndim(t), lt_tensor_shape(t), shp, sizeof shp),
+			       group(n), n ? 100.0 * tz[i] / n : 0.0, group((int64_t)lt_tensor_nbytes(t)));
+		}
+		printf("%-*s  %-5s %-20s %12s %7.2f%% %12s\n", (int)w, "total", "", "", group(params),
+		       params ? 100.0 * zeros / params : 0.0, group((int64_t)bytes));
+		if (pr.file_bytes < plain)
+			printf("packed (lathe run -o, model:save) it would take %s (%.1fx smaller than f32)\n",
+			       human_bytes((double)pr.file_bytes), (double)pr.f32_bytes / (double)pr.file_bytes);
 	}
-	printf("%-*s  %-5s %-20s %12s %7.2f%% %12s\n", (int)w, "total", "", "", group(params),
-	       params ? 100.0 * zeros / params : 0.0, group((int64_t)bytes));
 
 	if (g) {
 		char shp[64];
@@ -181,6 +259,7 @@ static int info_model(const char *path, int json)
 		}
 	}
 	free(tz);
+	lt_packed_report_free(&pr);
 	lt_model_unref(m);
 	return EXIT_OK;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -19,7 +20,7 @@
 #include "lbind/sandbox.h"
 
 static const char run_help[] =
-	"usage: lathe run RECIPE.lua MODEL [-o OUT] [--data DIR] [--set NAME=VALUE ...]\n"
+	"usage: lathe run RECIPE.lua MODEL [-o OUT [--packed|--plain]] [--data DIR] [--set NAME=VALUE ...]\n"
 	"                 [--sandbox] [--timeout S] [--max-memory MIB] [--max-instructions N]\n"
 	"\n"
 	"Run a compression recipe on MODEL without the workbench. The recipe sees the\n"
@@ -28,7 +29,10 @@ static const char run_help[] =
 	"Each commit is measured on the validation split; a table of the steps\n"
 	"(accuracy, size, ratio) goes to stdout, progress to stderr.\n"
 	"\n"
-	"  -o OUT             save the committed model to OUT (atomically) at the end\n"
+	"  -o OUT             save the committed model to OUT (atomically) at the end;\n"
+	"                     packed (codes, indices, Huffman: still safetensors) when\n"
+	"                     it holds quantized or shared tensors, else as values\n"
+	"  --packed, --plain  save OUT packed, or as values, whatever it holds\n"
 	"  --data DIR         dataset directory (default: $LATHE_DATA, the bundled\n"
 	"                     slice, /usr/share/datasets/fashion-mnist)\n"
 	"  --set NAME=VALUE   set a recipe parameter (repeatable)\n"
@@ -164,6 +168,7 @@ int cmd_run(int argc, char **argv)
 	int sandbox = 0;
 	double timeout = 0;
 	int64_t max_mib = 0, max_insn = 0;
+	lt_save_form form = LT_SAVE_AUTO;
 	const char **sets = calloc((size_t)argc, sizeof *sets);
 	int nsets = 0;
 	if (!sets)
@@ -195,6 +200,10 @@ int cmd_run(int argc, char **argv)
 			sets[nsets++] = s;
 		} else if (!strcmp(a, "--sandbox")) {
 			sandbox = 1;
+		} else if (!strcmp(a, "--packed")) {
+			form = LT_SAVE_PACKED;
+		} else if (!strcmp(a, "--plain")) {
+			form = LT_SAVE_PLAIN;
 		} else if (!strcmp(a, "--timeout")) {
 			if (!has_val)
 				goto missing;
@@ -256,6 +265,10 @@ int cmd_run(int argc, char **argv)
 			cli_usage_error("run", "-o %s is the recipe itself", out);
 			goto done;
 		}
+	}
+	if (form != LT_SAVE_AUTO && !out) {
+		cli_usage_error("run", "--packed and --plain say how to save -o OUT; there is no -o");
+		goto done;
 	}
 	if (!sandbox && (timeout > 0 || max_mib || max_insn)) {
 		cli_usage_error("run", "--timeout, --max-memory and --max-instructions go with --sandbox");
@@ -339,13 +352,15 @@ int cmd_run(int argc, char **argv)
 			"in the summary%s\n", recipe, out ? " or the saved model" : "");
 	print_summary(bench);
 	if (out) {
-		if (lt_model_save(lt_bench_committed(bench), out, &err)) {
+		int packed;
+		if (lt_model_save_as(lt_bench_committed(bench), out, form, &packed, &err)) {
 			cli_fail(out, &err);
 			goto close;
 		}
+		struct stat saved;
 		char size[24];
-		lt_format_bytes((double)lt_model_nbytes(lt_bench_committed(bench)), size, sizeof size);
-		fprintf(stderr, "saved %s (%s)\n", out, size);
+		lt_format_bytes(stat(out, &saved) == 0 ? (double)saved.st_size : 0.0, size, sizeof size);
+		fprintf(stderr, "saved %s (%s%s)\n", out, size, packed ? ", packed" : "");
 	}
 	rc = EXIT_OK;
 close:

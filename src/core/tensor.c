@@ -469,6 +469,13 @@ lt_scheme *lt_tensor_scheme(const lt_tensor *t)
 	return t->scheme;
 }
 
+lt_scheme *lt_tensor_take_scheme(lt_tensor *t)
+{
+	lt_scheme *s = t->scheme;
+	t->scheme = NULL;
+	return s;
+}
+
 lt_tensor *lt_tensor_mask(const lt_tensor *t)
 {
 	return t->mask;

@@ -111,6 +111,9 @@ lt_tensor *lt_tensor_mask(const lt_tensor *t);
 struct lt_scheme;
 int lt_tensor_set_scheme(lt_tensor *t, struct lt_scheme *s, lt_err *err);
 struct lt_scheme *lt_tensor_scheme(const lt_tensor *t);
+/* Detach the scheme (the caller owns it) so that the tensor can be written
+ * without losing it; NULL if there is none. */
+struct lt_scheme *lt_tensor_take_scheme(lt_tensor *t);
 
 /* A new tensor holding t's values stored as dtype (F32, F16 or BF16; others
  * give LT_EINVAL). Rounds to nearest even. */

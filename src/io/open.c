@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/mem.h"
+#include "io/packed.h"
 #include "io/safetensors.h"
 
 lt_file_kind lt_file_sniff(const char *path, lt_err *err)
@@ -51,6 +52,12 @@ lt_model *lt_model_open(const char *path, lt_err *err)
 	lt_model *m = lt_safetensors_load(path, err);
 	if (!m)
 		return NULL;
+	if (lt_packed_has(m)) { /* lathe's packed form: decode it */
+		lt_model *u = lt_packed_unpack(m, err);
+		lt_model_unref(m);
+		if (!(m = u))
+			return NULL;
+	}
 	if (lt_model_load_arch(m, err)) {
 		lt_model_unref(m);
 		return NULL;
@@ -71,4 +78,23 @@ int lt_model_save(lt_model *m, const char *path, lt_err *err)
 			return rc;
 	}
 	return lt_safetensors_save(m, path, err);
+}
+
+int lt_model_save_as(lt_model *m, const char *path, lt_save_form form, int *packed, lt_err *err)
+{
+	int pack = form == LT_SAVE_PACKED;
+	if (form == LT_SAVE_AUTO) {
+		lt_packed_report r = {0};
+		uint64_t plain;
+		int rc = lt_packed_measure(m, &r, err);
+		if (rc || (rc = lt_safetensors_model_size(m, &plain, err))) {
+			lt_packed_report_free(&r);
+			return rc;
+		}
+		pack = r.file_bytes < plain;
+		lt_packed_report_free(&r);
+	}
+	if (packed)
+		*packed = pack;
+	return pack ? lt_packed_save(m, path, NULL, err) : lt_model_save(m, path, err);
 }

@@ -392,9 +392,10 @@ static int check_name(const char *what, const char *name, lt_err *err)
 	return 0;
 }
 
-/* The header JSON for m, padded with spaces to a multiple of 8 bytes, in an
- * lt_malloc'd buffer (caller frees). */
-static int build_header(const lt_model *m, char **out, size_t *outlen, lt_err *err)
+/* The header JSON for these entries and metadata, padded with spaces to a
+ * multiple of 8 bytes, in an lt_malloc'd buffer (caller frees). */
+static int build_header(const lt_st_entry *e, size_t n, const lt_model *meta_of, char **out,
+			size_t *outlen, lt_err *err)
 {
 	int rc;
 	char *text = NULL;
@@ -402,26 +403,25 @@ static int build_header(const lt_model *m, char **out, size_t *outlen, lt_err *e
 	if (!root)
 		goto nomem;
 
-	size_t nmeta = lt_model_meta_count(m);
+	size_t nmeta = meta_of ? lt_model_meta_count(meta_of) : 0;
 	if (nmeta) {
 		for (size_t i = 0; i < nmeta; i++) {
-			if ((rc = check_name("metadata key", lt_model_meta_key(m, i), err)) ||
-			    (rc = check_name("metadata value", lt_model_meta_value(m, i), err)))
+			if ((rc = check_name("metadata key", lt_model_meta_key(meta_of, i), err)) ||
+			    (rc = check_name("metadata value", lt_model_meta_value(meta_of, i), err)))
 				goto fail;
 		}
 		/* set_new takes meta's reference even when it fails */
 		if (json_object_set_new(root, META_KEY, meta = json_object()))
 			goto nomem;
 		for (size_t i = 0; i < nmeta; i++)
-			if (json_object_set_new(meta, lt_model_meta_key(m, i),
-						json_string(lt_model_meta_value(m, i))))
+			if (json_object_set_new(meta, lt_model_meta_key(meta_of, i),
+						json_string(lt_model_meta_value(meta_of, i))))
 				goto nomem;
 	}
 
 	uint64_t off = 0;
-	for (size_t i = 0; i < lt_model_tensor_count(m); i++) {
-		const char *name = lt_model_tensor_name(m, i);
-		const lt_tensor *t = lt_model_tensor_at(m, i);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = e[i].name;
 		if (name[0] == '\0') {
 			rc = lt_err_set(err, LT_EINVAL, "a tensor has an empty name");
 			goto fail;
@@ -432,7 +432,11 @@ static int build_header(const lt_model *m, char **out, size_t *outlen, lt_err *e
 		}
 		if ((rc = check_name("tensor name", name, err)))
 			goto fail;
-		uint64_t nbytes = lt_tensor_nbytes(t);
+		if (json_object_get(root, name)) {
+			rc = lt_err_set(err, LT_EINVAL, "two tensors are named '%s'", name);
+			goto fail;
+		}
+		uint64_t nbytes = e[i].nbytes;
 		if (nbytes > (uint64_t)INT64_MAX - off) {
 			rc = lt_err_set(err, LT_ERANGE, "tensors total more than 2^63 bytes");
 			goto fail;
@@ -440,12 +444,12 @@ static int build_header(const lt_model *m, char **out, size_t *outlen, lt_err *e
 		/* Each set_new/append_new takes its value's reference, also on
 		 * failure, and a NULL value just fails: no leaks either way. */
 		if (json_object_set_new(root, name, ent = json_object()) ||
-		    json_object_set_new(ent, "dtype", json_string(lt_dtype_name(lt_tensor_dtype(t)))) ||
+		    json_object_set_new(ent, "dtype", json_string(lt_dtype_name(e[i].dtype))) ||
 		    json_object_set_new(ent, "shape", shape = json_array()) ||
 		    json_object_set_new(ent, "data_offsets", offs = json_array()))
 			goto nomem;
-		for (int d = 0; d < lt_tensor_ndim(t); d++)
-			if (json_array_append_new(shape, json_integer(lt_tensor_shape(t)[d])))
+		for (int d = 0; d < e[i].ndim; d++)
+			if (json_array_append_new(shape, json_integer(e[i].shape[d])))
 				goto nomem;
 		if (json_array_append_new(offs, json_integer((json_int_t)off)) ||
 		    json_array_append_new(offs, json_integer((json_int_t)(off + nbytes))))
@@ -472,6 +476,39 @@ fail:
 	lt_free(text);
 	json_decref(root);
 	return rc;
+}
+
+int lt_safetensors_size(const lt_st_entry *e, size_t n, const lt_model *meta_of, uint64_t *bytes,
+			lt_err *err)
+{
+	char *header;
+	size_t hlen;
+	int rc = build_header(e, n, meta_of, &header, &hlen, err);
+	if (rc)
+		return rc;
+	lt_free(header);
+	uint64_t total = 8 + hlen;
+	for (size_t i = 0; i < n; i++)
+		total += e[i].nbytes;
+	*bytes = total;
+	return 0;
+}
+
+/* The entries of m's tensors, in model order (caller frees). */
+static lt_st_entry *model_entries(const lt_model *m, lt_err *err)
+{
+	size_t n = lt_model_tensor_count(m);
+	lt_st_entry *e = lt_malloc_array(n ? n : 1, sizeof *e);
+	if (!e) {
+		lt_err_set(err, LT_ENOMEM, "out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		lt_tensor *t = lt_model_tensor_at(m, i);
+		e[i] = (lt_st_entry){lt_model_tensor_name(m, i), lt_tensor_dtype(t), lt_tensor_ndim(t),
+				     lt_tensor_shape(t), lt_tensor_raw(t), lt_tensor_nbytes(t)};
+	}
+	return e;
 }
 
 static int write_all(int fd, const void *data, size_t n)
@@ -544,7 +581,28 @@ static int temp_paths(const char *path, char **dir, char **tmpl, lt_err *err)
 	return 0;
 }
 
+int lt_safetensors_model_size(const lt_model *m, uint64_t *bytes, lt_err *err)
+{
+	lt_st_entry *e = model_entries(m, err);
+	if (!e)
+		return err ? err->code : LT_ENOMEM;
+	int rc = lt_safetensors_size(e, lt_model_tensor_count(m), m, bytes, err);
+	lt_free(e);
+	return rc;
+}
+
 int lt_safetensors_save(const lt_model *m, const char *path, lt_err *err)
+{
+	lt_st_entry *e = model_entries(m, err);
+	if (!e)
+		return err ? err->code : LT_ENOMEM;
+	int rc = lt_safetensors_write(path, e, lt_model_tensor_count(m), m, err);
+	lt_free(e);
+	return rc;
+}
+
+int lt_safetensors_write(const char *path, const lt_st_entry *e, size_t n, const lt_model *meta_of,
+			 lt_err *err)
 {
 	char *header = NULL, *dir = NULL, *tmp = NULL;
 	size_t hlen = 0;
@@ -552,7 +610,7 @@ int lt_safetensors_save(const lt_model *m, const char *path, lt_err *err)
 	struct stat st;
 	mode_t mode;
 
-	if ((rc = build_header(m, &header, &hlen, err)))
+	if ((rc = build_header(e, n, meta_of, &header, &hlen, err)))
 		goto fail;
 	if ((rc = temp_paths(path, &dir, &tmp, err)))
 		goto fail;
@@ -586,11 +644,9 @@ int lt_safetensors_save(const lt_model *m, const char *path, lt_err *err)
 	put_le64(len8, hlen);
 	if (write_all(fd, len8, 8) || write_all(fd, header, hlen))
 		goto write_fail;
-	for (size_t i = 0; i < lt_model_tensor_count(m); i++) {
-		const lt_tensor *t = lt_model_tensor_at(m, i);
-		if (write_all(fd, lt_tensor_raw(t), lt_tensor_nbytes(t)))
+	for (size_t i = 0; i < n; i++)
+		if (write_all(fd, e[i].data, e[i].nbytes))
 			goto write_fail;
-	}
 	if (fsync(fd) != 0) {
 		rc = lt_err_set(err, LT_EIO, "cannot sync %s: %s", path, strerror(errno));
 		goto fail;

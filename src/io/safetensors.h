@@ -39,4 +39,28 @@ lt_model *lt_safetensors_parse(lt_blob *blob, lt_err *err);
  * "__metadata__", or invalid UTF-8), LT_ENOMEM. */
 int lt_safetensors_save(const lt_model *m, const char *path, lt_err *err);
 
+/* One tensor as written: name, dtype, shape and nbytes bytes at data
+ * (borrowed; data may be NULL for lt_safetensors_size). */
+typedef struct lt_st_entry {
+	const char *name;
+	lt_dtype dtype;
+	int ndim;
+	const int64_t *shape;
+	const void *data;
+	uint64_t nbytes;
+} lt_st_entry;
+
+/* The same as lt_safetensors_save for a list of entries (written in that
+ * order) and the metadata of meta_of (may be NULL). Two entries with one
+ * name are LT_EINVAL. */
+int lt_safetensors_write(const char *path, const lt_st_entry *e, size_t n, const lt_model *meta_of,
+			 lt_err *err);
+
+/* The exact size of the file lt_safetensors_save(m) would write. */
+int lt_safetensors_model_size(const lt_model *m, uint64_t *bytes, lt_err *err);
+
+/* The exact size in bytes of the file lt_safetensors_write would write. */
+int lt_safetensors_size(const lt_st_entry *e, size_t n, const lt_model *meta_of, uint64_t *bytes,
+			lt_err *err);
+
 #endif

@@ -100,6 +100,20 @@ int lt_l_prune_structured(lua_State *L);
 int lt_l_prune_nm(lua_State *L);
 int lt_l_threshold_activations(lua_State *L);
 int lt_l_choose_sparsities(lua_State *L);
+int lt_l_quantize(lua_State *L);
+int lt_l_share(lua_State *L);
+int lt_l_int8_preview(lua_State *L);
+int lt_l_packing(lua_State *L);
+
+/* Shared by the kernel bindings (lmodel.c). The tensors a kernel acts on
+ * (a bound tensor, a layer's weight and with opts.bias its bias, or a
+ * model's weights, opts.layers to choose): pushes a list of tensor names
+ * and sets *bench. */
+void lt_collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench);
+/* Raises unless the value at idx is a model, layer or tensor. */
+void lt_check_target(lua_State *L, int idx, const char *fname);
+/* Journal `lathe.FNAME(<target>, <opts>)`. */
+void lt_journal_kernel(lua_State *L, lt_bench *b, const char *fname, int target, int opts);
 
 /* A string builder held by a userdata on the stack (its __gc frees the
  * bytes, so a Lua error while building leaks nothing). Unlike luaL_Buffer,

@@ -791,6 +791,9 @@ static const luaL_Reg lathe_funcs[] = {
 	{"prune_structured", lt_l_prune_structured},
 	{"prune_nm", lt_l_prune_nm},
 	{"threshold_activations", lt_l_threshold_activations},
+	{"quantize", lt_l_quantize},
+	{"share", lt_l_share},
+	{"int8_preview", lt_l_int8_preview},
 	{"choose_sparsities", lt_l_choose_sparsities},
 	{"atomic", l_atomic},
 	{"params", l_params},
@@ -808,7 +811,7 @@ int luaopen_lathe(lua_State *L)
 	lua_setfield(L, -2, "version");
 	/* The compression kernels, for discovery (completion, docs). */
 	static const char *const kernels[] = {"prune", "prune_structured", "prune_nm", "threshold_activations",
-		"cast", "finetune", NULL};
+		"quantize", "share", "cast", "finetune", NULL};
 	lua_createtable(L, 3, 0);
 	for (int i = 0; kernels[i]; i++) {
 		lua_pushstring(L, kernels[i]);

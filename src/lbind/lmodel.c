@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/mem.h"
@@ -296,6 +297,8 @@ static int layer_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
 static int layer_prune_structured(lua_State *L) { return lt_call_kernel(L, lt_l_prune_structured); }
 static int layer_prune_nm(lua_State *L) { return lt_call_kernel(L, lt_l_prune_nm); }
 static int layer_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
+static int layer_quantize(lua_State *L) { return lt_call_kernel(L, lt_l_quantize); }
+static int layer_share(lua_State *L) { return lt_call_kernel(L, lt_l_share); }
 
 static int layer_stats(lua_State *L)
 {
@@ -342,10 +345,6 @@ static int add_layer_targets(lua_State *L, lt_model *m, const char *name, int wi
 	return k;
 }
 
-/* The tensors a kernel acts on: a bound tensor, a layer's weight (and bias
- * with bias = true), or the weights of a model's layers: all those with a
- * weight of two or more dimensions (not batch or layer norms), or exactly
- * the layers named in opts.layers. Pushes a list of names. */
 /* Whether the options table at opts (or nil) sets key. */
 static int has_opt(lua_State *L, int opts, const char *key)
 {
@@ -356,7 +355,11 @@ static int has_opt(lua_State *L, int opts, const char *key)
 	return set;
 }
 
-static void collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench)
+/* The tensors a kernel acts on: a bound tensor, a layer's weight (and bias
+ * with bias = true), or the weights of a model's layers: all those with a
+ * weight of two or more dimensions (not batch or layer norms), or exactly
+ * the layers named in opts.layers. Pushes a list of names. */
+void lt_collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench)
 {
 	int with_bias = lt_opt_bool(L, opts, fname, "bias", 0);
 	int has_layers = has_opt(L, opts, "layers");
@@ -421,7 +424,7 @@ static void collect_targets(lua_State *L, int target, int opts, const char *fnam
 }
 
 /* The first argument of a kernel must be something it can act on. */
-static void check_target(lua_State *L, int idx, const char *fname)
+void lt_check_target(lua_State *L, int idx, const char *fname)
 {
 	if (!luaL_testudata(L, idx, LT_MT_TENSOR) && !luaL_testudata(L, idx, LT_MT_LAYER) &&
 	    !luaL_testudata(L, idx, LT_MT_MODEL))
@@ -429,7 +432,7 @@ static void check_target(lua_State *L, int idx, const char *fname)
 }
 
 /* Journal `lathe.FNAME(<target>, <opts>)`. */
-static void journal_kernel(lua_State *L, lt_bench *b, const char *fname, int target, int opts)
+void lt_journal_kernel(lua_State *L, lt_bench *b, const char *fname, int target, int opts)
 {
 	target = lua_absindex(L, target);
 	opts = lua_absindex(L, opts);
@@ -456,7 +459,7 @@ int lt_l_prune(lua_State *L)
 		"global", NULL};
 	const char *fname = "lathe.prune";
 	lua_settop(L, 2);
-	check_target(L, 1, fname);
+	lt_check_target(L, 1, fname);
 	lt_check_opts(L, 2, fname, names);
 	if (lua_isnil(L, 2))
 		return luaL_error(L, "%s: give {sparsity = S} (a fraction 0..1) or {threshold = T}", fname);
@@ -491,7 +494,7 @@ int lt_l_prune(lua_State *L)
 		return luaL_error(L, "%s: global = true ranks magnitudes across the tensors: give a sparsity "
 				  "(with method = \"magnitude\")", fname);
 	lt_bench *b = NULL;
-	collect_targets(L, 1, 2, fname, &b);
+	lt_collect_targets(L, 1, 2, fname, &b);
 	int list = lua_gettop(L);
 	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
 	if (n == 0)
@@ -527,7 +530,7 @@ int lt_l_prune(lua_State *L)
 		lt_tensor_unref(made[i]);
 	if (rc)
 		return lt_lraise(L, fname, &err);
-	journal_kernel(L, b, "prune", 1, 2);
+	lt_journal_kernel(L, b, "prune", 1, 2);
 	lua_createtable(L, 0, 4);
 	lua_pushvalue(L, list);
 	lua_setfield(L, -2, "tensors");
@@ -717,7 +720,7 @@ int lt_l_prune_structured(lua_State *L)
 	const lt_graph *g1 = lt_model_graph(cur);
 	int64_t macs1 = g1 ? lt_graph_macs(g1) : 0, params1 = lt_model_param_count(cur);
 	lt_model_unref(cur);
-	journal_kernel(L, b, "prune_structured", 1, 2);
+	lt_journal_kernel(L, b, "prune_structured", 1, 2);
 	lua_createtable(L, 0, 6);
 	lua_pushvalue(L, list);
 	lua_setfield(L, -2, "layers");
@@ -789,7 +792,7 @@ int lt_l_prune_nm(lua_State *L)
 		return lt_lraise(L, fname, &err);
 	if (!staged)
 		return luaL_error(L, "%s: no layer has inputs that %I divides", fname, mm);
-	journal_kernel(L, b, "prune_nm", 1, 2);
+	lt_journal_kernel(L, b, "prune_nm", 1, 2);
 	lua_createtable(L, 0, 2);
 	lua_pushvalue(L, skipped);
 	lua_setfield(L, -2, "skipped");
@@ -953,7 +956,7 @@ int lt_l_sensitivity(lua_State *L)
 		return luaL_error(L, "%s: limit must be 0 (all) or more, threads 0 (one per core) to 256, "
 				  "batch 1 to 1000000", fname);
 	lt_bench *b = NULL;
-	collect_targets(L, 1, 2, fname, &b);
+	lt_collect_targets(L, 1, 2, fname, &b);
 	int list = lua_gettop(L);
 	o.n_tensors = (int)lua_rawlen(L, list);
 	const char **tensors = lua_newuserdatauv(L, (size_t)(o.n_tensors ? o.n_tensors : 1) * sizeof *tensors, 0);
@@ -1085,7 +1088,7 @@ int lt_l_cast(lua_State *L)
 	static const char *const names[] = {"dtype", "layers", "bias", NULL};
 	const char *fname = "lathe.cast";
 	lua_settop(L, 2);
-	check_target(L, 1, fname);
+	lt_check_target(L, 1, fname);
 	lt_check_opts(L, 2, fname, names);
 	const char *dt = lt_opt_string(L, 2, fname, "dtype", NULL);
 	if (!dt)
@@ -1100,7 +1103,7 @@ int lt_l_cast(lua_State *L)
 	else
 		return luaL_error(L, "%s: unknown dtype '%s' (expected f16, bf16 or f32)", fname, dt);
 	lt_bench *b = NULL;
-	collect_targets(L, 1, 2, fname, &b);
+	lt_collect_targets(L, 1, 2, fname, &b);
 	int list = lua_gettop(L);
 	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
 	lt_tensor **made = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *made, 0);
@@ -1124,7 +1127,7 @@ int lt_l_cast(lua_State *L)
 		lt_tensor_unref(made[i]);
 	if (rc)
 		return lt_lraise(L, fname, &err);
-	journal_kernel(L, b, "cast", 1, 2);
+	lt_journal_kernel(L, b, "cast", 1, 2);
 	lua_pushvalue(L, list);
 	return 1;
 }
@@ -1283,7 +1286,7 @@ int lt_l_finetune(lua_State *L)
 		lua_pushnumber(L, l1);
 		lua_setfield(L, -2, "l1");
 	}
-	journal_kernel(L, b, "finetune", 1, lua_gettop(L));
+	lt_journal_kernel(L, b, "finetune", 1, lua_gettop(L));
 	lua_pop(L, 1);
 	lua_pushboolean(L, 1);
 	return 1;
@@ -1679,19 +1682,30 @@ static int m_save_recipe(lua_State *L)
 }
 
 /* m:save(path, {staged=false}) */
+/* m:save(path, {staged=false, packed=}): packed true or false forces the
+ * form; by default a model with quantized or shared tensors is packed.
+ * Returns {bytes = file size, packed = bool}. */
 static int m_save(lua_State *L)
 {
-	static const char *const names[] = {"staged", NULL};
+	static const char *const names[] = {"staged", "packed", NULL};
 	lt_bench *b = check_bench(L, 1);
 	const char *path = luaL_checkstring(L, 2);
 	lt_check_opts(L, 3, "save", names);
 	int staged = lt_opt_bool(L, 3, "save", "staged", 0);
+	lt_save_form form = !has_opt(L, 3, "packed") ? LT_SAVE_AUTO
+			    : lt_opt_bool(L, 3, "save", "packed", 0) ? LT_SAVE_PACKED : LT_SAVE_PLAIN;
 	if (!lt_sandbox_allows(L, path, 1))
 		return luaL_error(L, "save: %s: writing this file is not allowed in the sandbox", path);
 	lt_err err;
-	if (lt_model_save(staged ? lt_bench_staged(b) : lt_bench_committed(b), path, &err))
+	int packed;
+	if (lt_model_save_as(staged ? lt_bench_staged(b) : lt_bench_committed(b), path, form, &packed, &err))
 		return luaL_error(L, "save: %s: %s", path, err.msg);
-	return 0;
+	struct stat st;
+	lua_createtable(L, 0, 2);
+	set_int(L, "bytes", stat(path, &st) == 0 ? (int64_t)st.st_size : -1);
+	lua_pushboolean(L, packed);
+	lua_setfield(L, -2, "packed");
+	return 1;
 }
 
 /* Activation thresholds from the value at idx into thr (one per node,
@@ -1796,7 +1810,7 @@ int lt_l_threshold_activations(lua_State *L)
 	}
 	lt_bench_stage_model(b, c);
 	lt_model_unref(c);
-	journal_kernel(L, b, "threshold_activations", 1, 2);
+	lt_journal_kernel(L, b, "threshold_activations", 1, 2);
 	push_thresholds(L, lt_model_graph(lt_bench_staged(b)));
 	return 1;
 }
@@ -1911,7 +1925,9 @@ static int m_info(lua_State *L)
 	lt_check_opts(L, 2, "info", names);
 	lt_model *m = lt_opt_bool(L, 2, "info", "staged", 1) ? lt_bench_staged(b) : lt_bench_committed(b);
 	lt_metrics mt;
-	lt_model_size_metrics(m, lt_bench_baseline_bytes(b), &mt);
+	lt_err err;
+	if (lt_model_size_metrics(m, lt_bench_baseline_bytes(b), &mt, &err))
+		return lt_lraise(L, "info", &err);
 	push_metrics(L, &mt);
 	lt_graph *g = lt_model_graph(m);
 	if (g)
@@ -1934,6 +1950,9 @@ static int m_prune_structured(lua_State *L) { return lt_call_kernel(L, lt_l_prun
 static int m_prune_nm(lua_State *L) { return lt_call_kernel(L, lt_l_prune_nm); }
 static int m_threshold_activations(lua_State *L) { return lt_call_kernel(L, lt_l_threshold_activations); }
 static int m_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
+static int m_quantize(lua_State *L) { return lt_call_kernel(L, lt_l_quantize); }
+static int m_share(lua_State *L) { return lt_call_kernel(L, lt_l_share); }
+static int m_int8_preview(lua_State *L) { return lt_call_kernel(L, lt_l_int8_preview); }
 static int m_finetune(lua_State *L) { return lt_call_kernel(L, lt_l_finetune); }
 
 static int m_tostring(lua_State *L)
@@ -2031,6 +2050,8 @@ static const luaL_Reg model_methods[] = {
 	{"save", m_save}, {"eval", m_eval}, {"info", m_info}, {"is_dirty", m_dirty},
 	{"layer", m_layer}, {"tensor", m_tensor}, {"tensors", m_tensors},
 	{"prune", m_prune}, {"cast", m_cast}, {"finetune", m_finetune}, {"sensitivity", m_sensitivity},
+	{"quantize", m_quantize}, {"share", m_share}, {"int8_preview", m_int8_preview},
+	{"packing", lt_l_packing},
 	{"prune_structured", m_prune_structured}, {"prune_nm", m_prune_nm},
 	{"threshold_activations", m_threshold_activations},
 	{"close", m_close},
@@ -2044,7 +2065,8 @@ static const luaL_Reg model_meta[] = {
 
 static const luaL_Reg layer_methods[] = {
 	{"prune", layer_prune}, {"prune_structured", layer_prune_structured}, {"prune_nm", layer_prune_nm},
-	{"cast", layer_cast}, {"stats", layer_stats}, {"free", layer_free},
+	{"cast", layer_cast}, {"quantize", layer_quantize}, {"share", layer_share},
+	{"stats", layer_stats}, {"free", layer_free},
 	{NULL, NULL}
 };
 

@@ -805,6 +805,8 @@ static int t_len(lua_State *L)
 
 static int t_prune(lua_State *L) { return lt_call_kernel(L, lt_l_prune); }
 static int t_cast(lua_State *L) { return lt_call_kernel(L, lt_l_cast); }
+static int t_quantize(lua_State *L) { return lt_call_kernel(L, lt_l_quantize); }
+static int t_share(lua_State *L) { return lt_call_kernel(L, lt_l_share); }
 
 static const char *const fields[] = {"shape", "ndim", "numel", "dtype", "name", "is_view", NULL};
 
@@ -851,7 +853,7 @@ static const luaL_Reg methods[] = {
 	{"totable", t_totable}, {"clone", t_clone}, {"mask", t_mask},
 	{"stats", t_stats}, {"percentile", t_percentile}, {"histogram", t_histogram},
 	{"sum", t_sum}, {"norm", t_norm},
-	{"prune", t_prune}, {"cast", t_cast},
+	{"prune", t_prune}, {"cast", t_cast}, {"quantize", t_quantize}, {"share", t_share},
 	{"free", t_free},
 	{NULL, NULL}
 };

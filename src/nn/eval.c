@@ -77,7 +77,10 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 	if (!f)
 		return err ? err->code : LT_ENOMEM;
 	if (opts && ((opts->act_threshold && (rc = lt_forward_set_act_threshold(f, opts->act_threshold, err))) ||
-		     (opts->act_nonzero && (rc = lt_forward_count_activations(f, err))))) {
+		     (opts->act_nonzero && (rc = lt_forward_count_activations(f, err))) ||
+		     (opts->act_lo && (rc = lt_forward_observe_ranges(f, err))) ||
+		     (opts->act_scale && (rc = lt_forward_set_act_quant(f, opts->act_scale, opts->act_zero,
+									  opts->act_qmin, opts->act_qmax, err))))) {
 		lt_forward_free(f);
 		return rc;
 	}
@@ -114,6 +117,8 @@ int lt_eval_run(lt_model *m, const lt_dataset *d, const lt_eval_opts *opts,
 	r->images_per_s = r->forward_seconds > 0 ? r->n / r->forward_seconds : 0;
 	if (opts && opts->act_nonzero)
 		lt_forward_activation_counts(f, opts->act_nonzero, opts->act_total);
+	if (opts && opts->act_lo)
+		lt_forward_ranges(f, opts->act_lo, opts->act_hi);
 	lt_free(x);
 	lt_free(out);
 	lt_forward_free(f);

@@ -40,6 +40,14 @@ typedef struct lt_eval_opts {
 	 * all its outputs over the evaluation (arrays of n_nodes). */
 	const float *act_threshold;
 	int64_t *act_nonzero, *act_total;
+	/* Optional: act_lo / act_hi (n_nodes each) receive every node's
+	 * output range over the evaluation (calibration); act_scale (n_nodes,
+	 * 0 = none) with act_zero fake-quantizes node outputs to the levels
+	 * act_qmin..act_qmax (lt_forward_set_act_quant). */
+	float *act_lo, *act_hi;
+	const float *act_scale;
+	const int32_t *act_zero;
+	int32_t act_qmin, act_qmax;
 } lt_eval_opts;
 
 /* Evaluate m (must have a graph) on d. Inputs are preprocessed as the

@@ -36,6 +36,7 @@ struct worker {
 	float *scratch;        /* convolution scratch, the largest plan's */
 	float *sparse_scratch; /* the sparse kernels', the largest layer's */
 	int64_t *nonzero;      /* per node, while counting activations */
+	float *lo, *hi;        /* per node, while observing ranges */
 };
 
 struct lt_forward {
@@ -48,6 +49,10 @@ struct lt_forward {
 	float *act_threshold;  /* per node (0: none), replacing the graph's; or NULL */
 	int counting;
 	int64_t *seen;         /* per node: outputs produced while counting */
+	int observing;         /* recording each node's output range */
+	float *aq_scale;       /* per node: fake-quantize outputs (0: no), or NULL */
+	int32_t *aq_zero;
+	int32_t aq_qmin, aq_qmax;
 	int solo;              /* this run is on the calling thread alone */
 	struct assist *assist; /* the second core for one sample, once started */
 	int assist_failed;
@@ -257,6 +262,7 @@ static void free_worker(const lt_graph *g, struct worker *w)
 	lt_free(w->scratch);
 	lt_free(w->sparse_scratch);
 	lt_free(w->nonzero);
+	lt_free(w->lo);
 }
 
 void lt_forward_free(lt_forward *f)
@@ -277,6 +283,7 @@ void lt_forward_free(lt_forward *f)
 	lt_free(f->work);
 	lt_free(f->act_threshold);
 	lt_free(f->seen);
+	lt_free(f->aq_scale);
 	lt_model_unref(f->model);
 	lt_free(f);
 }
@@ -308,6 +315,63 @@ int lt_forward_count_activations(lt_forward *f, lt_err *err)
 		if (!f->work[t].nonzero && !(f->work[t].nonzero = lt_calloc((size_t)n, sizeof(int64_t))))
 			return lt_err_set(err, LT_ENOMEM, "out of memory");
 	f->counting = 1;
+	return 0;
+}
+
+int lt_forward_observe_ranges(lt_forward *f, lt_err *err)
+{
+	int n = f->g->n_nodes;
+	for (int t = 0; t < f->threads; t++) {
+		struct worker *w = &f->work[t];
+		if (!w->lo && !(w->lo = lt_malloc_array((size_t)n * 2, sizeof *w->lo)))
+			return lt_err_set(err, LT_ENOMEM, "out of memory");
+		w->hi = w->lo + n;
+		for (int i = 0; i < n; i++) {
+			w->lo[i] = INFINITY;
+			w->hi[i] = -INFINITY;
+		}
+	}
+	f->observing = 1;
+	return 0;
+}
+
+void lt_forward_ranges(const lt_forward *f, float *lo, float *hi)
+{
+	for (int i = 0; i < f->g->n_nodes; i++) {
+		lo[i] = INFINITY;
+		hi[i] = -INFINITY;
+		for (int t = 0; f->observing && t < f->threads; t++) {
+			lo[i] = f->work[t].lo[i] < lo[i] ? f->work[t].lo[i] : lo[i];
+			hi[i] = f->work[t].hi[i] > hi[i] ? f->work[t].hi[i] : hi[i];
+		}
+	}
+}
+
+int lt_forward_set_act_quant(lt_forward *f, const float *scale, const int32_t *zero_point, int32_t qmin,
+			     int32_t qmax, lt_err *err)
+{
+	int n = f->g->n_nodes;
+	lt_free(f->aq_scale);
+	f->aq_scale = NULL;
+	if (!scale)
+		return 0;
+	if (qmin >= qmax)
+		return lt_err_set(err, LT_EINVAL, "activation levels %d..%d are empty", (int)qmin, (int)qmax);
+	for (int i = 0; i < n; i++) {
+		if (!(scale[i] >= 0 && scale[i] < INFINITY))
+			return lt_err_set(err, LT_EINVAL, "activation scale of layer '%s' must be 0 (none) or positive",
+					  f->g->nodes[i].name);
+		if (scale[i] > 0 && lt_op_is_identity(f->g->nodes[i].op))
+			return lt_err_set(err, LT_EINVAL, "layer '%s' (%s) passes its input through; quantize the "
+					  "layer before it", f->g->nodes[i].name, lt_op_name(f->g->nodes[i].op));
+	}
+	if (!(f->aq_scale = lt_malloc_array((size_t)n, sizeof *f->aq_scale + sizeof *f->aq_zero)))
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	f->aq_zero = (int32_t *)(f->aq_scale + n);
+	memcpy(f->aq_scale, scale, (size_t)n * sizeof *scale);
+	memcpy(f->aq_zero, zero_point, (size_t)n * sizeof *zero_point);
+	f->aq_qmin = qmin;
+	f->aq_qmax = qmax;
 	return 0;
 }
 
@@ -426,6 +490,10 @@ static void run_node(lt_forward *f, struct worker *w, int i, float **val, int s0
 	float thr = f->act_threshold ? f->act_threshold[i] : n->act_threshold;
 	if (thr > 0)
 		lt_layers_threshold(y, numel, thr);
+	if (f->aq_scale && f->aq_scale[i] > 0)
+		lt_layers_fake_quant(y, numel, f->aq_scale[i], f->aq_zero[i], f->aq_qmin, f->aq_qmax);
+	if (f->observing)
+		lt_layers_range(y, numel, &w->lo[i], &w->hi[i]);
 	if (f->counting) {
 		int64_t nz = 0;
 		for (int64_t k = 0; k < numel; k++)

@@ -45,6 +45,20 @@ int lt_forward_set_act_threshold(lt_forward *f, const float *threshold, lt_err *
 int lt_forward_count_activations(lt_forward *f, lt_err *err);
 void lt_forward_activation_counts(const lt_forward *f, int64_t *nonzero, int64_t *total);
 
+/* Calibration: from now on record each node's smallest and largest output;
+ * lt_forward_ranges gives them (over all runs and threads; +inf / -inf
+ * for a node not run yet). LT_ENOMEM. */
+int lt_forward_observe_ranges(lt_forward *f, lt_err *err);
+void lt_forward_ranges(const lt_forward *f, float *lo, float *hi);
+
+/* Quantized activations: outputs of node i with scale[i] > 0 are fake-
+ * quantized (lt_layers_fake_quant) to the levels qmin..qmax with that
+ * scale and zero_point[i], after any threshold, in every later run. NULL
+ * turns it off. LT_EINVAL for a negative or non-finite scale, one on
+ * flatten/dropout, or qmin >= qmax; LT_ENOMEM. */
+int lt_forward_set_act_quant(lt_forward *f, const float *scale, const int32_t *zero_point, int32_t qmin,
+			     int32_t qmax, lt_err *err);
+
 /* Linear layers whose weight is sparse enough to run through the sparse
  * kernel (nn/sparse.h) for some batch size; each call then picks sparse or
  * dense from the batch it gets (lt_sparse_pays). */

@@ -199,6 +199,27 @@ LT_HOT void lt_layers_threshold(float *y, int64_t n, float t)
 		y[k] = fabsf(y[k]) < t ? 0.0f : y[k];
 }
 
+LT_HOT void lt_layers_fake_quant(float *y, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax)
+{
+	float inv = 1.0f / scale, lo = (float)(qmin - zp), hi = (float)(qmax - zp);
+	for (int64_t k = 0; k < n; k++) {
+		float q = nearbyintf(y[k] * inv) + 0.0f; /* -0 -> +0, as torch's integer levels */
+		q = q < lo ? lo : q > hi ? hi : q;
+		y[k] = q * scale;
+	}
+}
+
+LT_HOT void lt_layers_range(const float *y, int64_t n, float *lo, float *hi)
+{
+	float a = *lo, b = *hi;
+	for (int64_t k = 0; k < n; k++) {
+		a = y[k] < a ? y[k] : a;
+		b = y[k] > b ? y[k] : b;
+	}
+	*lo = a;
+	*hi = b;
+}
+
 LT_HOT void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n)
 {
 	switch (op) {

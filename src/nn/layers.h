@@ -42,6 +42,14 @@ void lt_layers_activation(lt_op op, const float *x, float *y, int64_t n);
 /* Activation sparsity: y[k] with |y[k]| < t becomes an exact 0. */
 void lt_layers_threshold(float *y, int64_t n, float t);
 
+/* Fake quantization (torch.fake_quantize_per_tensor_affine): y[k] becomes
+ * (clamp(zp + round(y[k] / scale), qmin, qmax) - zp) * scale, rounding
+ * half to even. */
+void lt_layers_fake_quant(float *y, int64_t n, float scale, int32_t zp, int32_t qmin, int32_t qmax);
+
+/* Smallest and largest of y[0..n) folded into *lo, *hi. */
+void lt_layers_range(const float *y, int64_t n, float *lo, float *hi);
+
 /* Softmax over each sample's width values. */
 void lt_layers_softmax(const float *x, float *y, int64_t width, int b);
 

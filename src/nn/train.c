@@ -5,7 +5,9 @@
 
 #include "core/clock.h"
 #include "core/mem.h"
+#include "core/scheme.h"
 #include "core/rng.h"
+#include "kern/kmeans.h"
 #include "nn/eval.h"
 #include "nn/grad.h"
 
@@ -70,6 +72,13 @@ static void soft_threshold(float *w, int64_t n, float t)
 	}
 }
 
+/* A weight-shared parameter: the optimiser steps its codebook. */
+struct shared {
+	lt_scheme *s;  /* the tensor's scheme, held apart while training */
+	float *w, *g;  /* the weights and their gradients in the engine */
+	double *sum;   /* per shared value: the summed gradient */
+};
+
 /* Zero masked entries; values where the mask is 0 become exactly +0. */
 static void apply_mask(float *restrict v, const float *restrict mask, int64_t n)
 {
@@ -108,22 +117,38 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 	char *l1_on = NULL;
 	float *x = NULL, **wv = NULL, **gv = NULL;
 	uint8_t *y = NULL;
-	lt_grad *g = lt_grad_new(m, cfg.threads, batch, err);
-	if (!g)
-		return err ? err->code : LT_ENOMEM;
-	if (train->n < lt_grad_min_batch(g)) {
-		lt_grad_free(g);
-		return lt_err_set(err, LT_EINVAL, "batch normalisation needs at least 2 training samples");
+	struct shared *sh = NULL;
+	int np = 0;
+	/* Weight-shared tensors (k-means codebooks) train their shared values:
+	 * their schemes are held apart while the engine writes the weights. */
+	size_t nt = lt_model_tensor_count(m);
+	lt_scheme **held = lt_calloc(nt ? nt : 1, sizeof *held);
+	if (!held)
+		return lt_err_set(err, LT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < nt; i++) {
+		lt_scheme *s = lt_tensor_scheme(lt_model_tensor_at(m, i));
+		if (s && s->kind == LT_SCHEME_CODEBOOK && s->groups == 1)
+			held[i] = lt_tensor_take_scheme(lt_model_tensor_at(m, i));
 	}
-	int np = lt_grad_nparams(g);
+	lt_grad *g = lt_grad_new(m, cfg.threads, batch, err);
+	if (!g) {
+		rc = err ? err->code : LT_ENOMEM;
+		goto done;
+	}
+	if (train->n < lt_grad_min_batch(g)) {
+		rc = lt_err_set(err, LT_EINVAL, "batch normalisation needs at least 2 training samples");
+		goto done;
+	}
+	np = lt_grad_nparams(g);
 	sizes = lt_malloc_array((size_t)np + 1, sizeof *sizes);
 	l1_on = lt_malloc_array((size_t)np + 1, sizeof *l1_on);
 	wv = lt_malloc_array((size_t)np + 1, sizeof *wv);
 	gv = lt_malloc_array((size_t)np + 1, sizeof *gv);
+	sh = lt_calloc((size_t)np + 1, sizeof *sh);
 	order = lt_malloc_array((size_t)train->n, sizeof *order);
 	x = lt_malloc_array((size_t)batch * (size_t)gr->in_numel, sizeof *x);
 	y = lt_malloc((size_t)batch);
-	if (!sizes || !l1_on || !wv || !gv || !order || !x || !y) {
+	if (!sizes || !l1_on || !wv || !gv || !sh || !order || !x || !y) {
 		rc = lt_err_set(err, LT_ENOMEM, "out of memory");
 		goto done;
 	}
@@ -137,6 +162,25 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 		/* masked weights start at zero, and stay there */
 		if (lt_grad_param_mask(g, p))
 			apply_mask(wv[p], lt_grad_param_mask(g, p), sizes[p]);
+		for (size_t i = 0; i < nt; i++)
+			if (held[i] && !strcmp(lt_model_tensor_name(m, i), lt_grad_param_name(g, p)))
+				sh[p].s = held[i];
+		if (!sh[p].s)
+			continue;
+		/* the optimiser steps the k shared values, from the summed
+		 * gradients of the weights that share each */
+		sh[p].w = wv[p];
+		sh[p].g = gv[p];
+		if (!(sh[p].sum = lt_malloc_array((size_t)sh[p].s->k, sizeof *sh[p].sum)) ||
+		    !(gv[p] = lt_malloc_array((size_t)sh[p].s->k, sizeof *gv[p]))) {
+			gv[p] = NULL;
+			rc = lt_err_set(err, LT_ENOMEM, "out of memory");
+			goto done;
+		}
+		wv[p] = sh[p].s->table;
+		sizes[p] = sh[p].s->k;
+		l1_on[p] = 0;
+		lt_kmeans_apply(sh[p].s, lt_grad_param_mask(g, p), sh[p].w);
 	}
 	if (!(opt = lt_optim_new(&cfg.opt, np, sizes, err))) {
 		rc = err ? err->code : LT_ENOMEM;
@@ -177,16 +221,24 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 						loss, e + 1);
 				goto done;
 			}
-			for (int p = 0; p < np; p++)
-				if (lt_grad_param_mask(g, p))
+			for (int p = 0; p < np; p++) {
+				if (sh[p].s) {
+					lt_kmeans_grad(sh[p].s, lt_grad_param_mask(g, p), sh[p].g, sh[p].sum);
+					for (int c = 0; c < sh[p].s->k; c++)
+						gv[p][c] = (float)sh[p].sum[c];
+				} else if (lt_grad_param_mask(g, p)) {
 					apply_mask(gv[p], lt_grad_param_mask(g, p), sizes[p]);
+				}
+			}
 			if (cfg.clip_norm > 0)
 				lt_clip_grad_norm(gv, sizes, np, cfg.clip_norm);
 			lt_optim_step(opt, wv, gv, lr);
 			for (int p = 0; p < np; p++) {
 				if (l1_on[p])
 					soft_threshold(wv[p], sizes[p], lr * cfg.l1);
-				if (lt_grad_param_mask(g, p))
+				if (sh[p].s)
+					lt_kmeans_apply(sh[p].s, lt_grad_param_mask(g, p), sh[p].w);
+				else if (lt_grad_param_mask(g, p))
 					apply_mask(wv[p], lt_grad_param_mask(g, p), sizes[p]);
 			}
 			loss_sum += loss * n;
@@ -218,6 +270,17 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 		}
 	}
 done:
+	/* the shared tensors get their schemes back, trained or not */
+	for (size_t i = 0; i < nt; i++)
+		if (held[i])
+			lt_tensor_set_scheme(lt_model_tensor_at(m, i), held[i], NULL);
+	for (int p = 0; sh && p < np; p++)
+		if (sh[p].s) {
+			lt_free(sh[p].sum);
+			lt_free(gv[p]);
+		}
+	lt_free(held);
+	lt_free(sh);
 	lt_free(l1_on);
 	lt_optim_free(opt);
 	lt_grad_free(g);

@@ -11,6 +11,7 @@
 
 #include "core/graph.h"
 #include "core/mem.h"
+#include "core/scheme.h"
 #include "kern/density.h"
 #include "kern/spectrum.h"
 #include "kern/stats.h"
@@ -119,8 +120,11 @@ void tui_rows_rebuild(tui *t)
 		snprintf(r->shape + k, sizeof r->shape - (size_t)k, "]");
 		r->params = lt_tensor_numel(x);
 		r->zeros = zeros_of(t, x, stamp_of(t, r->name, x));
-		r->bits = (int)lt_dtype_size(lt_tensor_dtype(x)) * 8;
-		r->bytes = (size_t)r->params * lt_dtype_size(lt_tensor_dtype(x));
+		/* a quantized or shared tensor: its code width (the status line
+		 * has the packed size, Huffman coding and sparsity included) */
+		const lt_scheme *sc = lt_tensor_scheme(x);
+		r->bits = sc ? sc->bits : (int)lt_dtype_size(lt_tensor_dtype(x)) * 8;
+		r->bytes = ((size_t)r->params * (size_t)r->bits + 7) / 8;
 	}
 	sort_key = t->sort_key;
 	if (t->sort_key)

@@ -257,11 +257,13 @@ static void draw_status(tui *t)
 		 * once per status line. */
 		lt_model *cmod = lt_bench_committed(t->bench), *smod = lt_bench_staged(t->bench);
 		if (t->size_c_of != cmod) {
-			lt_model_size_metrics(cmod, lt_bench_baseline_bytes(t->bench), &t->size_c);
+			if (lt_model_size_metrics(cmod, lt_bench_baseline_bytes(t->bench), &t->size_c, NULL))
+				memset(&t->size_c, 0, sizeof t->size_c); /* out of memory: shown as 0 B */
 			t->size_c_of = cmod;
 		}
 		if (t->size_s_of != smod || t->size_s_version != lt_bench_version(t->bench)) {
-			lt_model_size_metrics(smod, lt_bench_baseline_bytes(t->bench), &t->size_s);
+			if (lt_model_size_metrics(smod, lt_bench_baseline_bytes(t->bench), &t->size_s, NULL))
+				memset(&t->size_s, 0, sizeof t->size_s);
 			t->size_s_of = smod;
 			t->size_s_version = lt_bench_version(t->bench);
 		}

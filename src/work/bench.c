@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "io/packed.h"
+#include "io/safetensors.h"
 #include "core/rng.h"
 #include "kern/blas.h"
 #include "nn/forward.h"
@@ -179,7 +181,13 @@ lt_bench *lt_bench_new(lt_model *m, lt_err *err)
 	b->refs = 1;
 	b->undo_limit = 32;
 	b->next_version = 1;
-	b->baseline_bytes = lt_model_nbytes(m);
+	/* sizes are compared with the model as opened, saved as values */
+	uint64_t plain;
+	if (lt_safetensors_model_size(m, &plain, err)) {
+		lt_bench_unref(b);
+		return NULL;
+	}
+	b->baseline_bytes = (size_t)plain;
 	if (!(b->head = step_new(NULL, m, "opened", "", err)) || reset_stage(b, err)) {
 		lt_bench_unref(b);
 		return NULL;
@@ -418,31 +426,34 @@ const lt_bench_step *lt_bench_history_at(const lt_bench *b, size_t i)
 
 /* ---- measuring -------------------------------------------------------- */
 
-void lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out)
+int lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out, lt_err *err)
 {
 	memset(out, 0, sizeof *out);
 	for (size_t i = 0; i < lt_model_tensor_count(m); i++) {
 		lt_tensor *t = lt_model_tensor_at(m, i);
-		int64_t n = lt_tensor_numel(t), nnz = n - lt_tensor_count_zeros(t);
-		int64_t rows = lt_tensor_ndim(t) >= 2 ? lt_tensor_shape(t)[0] : 1;
-		size_t dense = lt_tensor_nbytes(t);
-		size_t csr = (size_t)nnz * (lt_dtype_size(lt_tensor_dtype(t)) + 4) + (size_t)(rows + 1) * 4;
+		int64_t n = lt_tensor_numel(t);
 		out->params += n;
-		out->nonzeros += nnz;
-		out->bytes += dense;
-		out->size += csr < dense ? csr : dense;
+		out->nonzeros += n - lt_tensor_count_zeros(t);
+		out->bytes += lt_tensor_nbytes(t);
 	}
+	lt_packed_report r;
+	int rc = lt_packed_measure(m, &r, err);
+	if (rc)
+		return rc;
+	out->size = (size_t)r.file_bytes;
+	lt_packed_report_free(&r);
 	out->ratio = out->size ? (double)baseline_bytes / (double)out->size : 0.0;
+	return 0;
 }
 
 int lt_model_measure(lt_model *m, size_t baseline_bytes, const lt_dataset *data,
 		     const lt_eval_opts *eo, lt_metrics *out, lt_err *err)
 {
-	lt_model_size_metrics(m, baseline_bytes, out);
-	if (!data || !data->n || !lt_model_graph(m))
-		return 0;
+	int rc = lt_model_size_metrics(m, baseline_bytes, out, err);
+	if (rc || !data || !data->n || !lt_model_graph(m))
+		return rc;
 	lt_eval_result r;
-	int rc = lt_eval_run(m, data, eo, &r, err);
+	rc = lt_eval_run(m, data, eo, &r, err);
 	if (rc)
 		return rc;
 	out->has_accuracy = 1;

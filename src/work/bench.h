@@ -40,11 +40,10 @@ typedef struct lt_metrics {
 	int64_t params;       /* elements of all tensors */
 	int64_t nonzeros;
 	size_t bytes;         /* stored bytes of all tensors, dense */
-	size_t size;          /* estimated compressed size: per tensor, the smaller
-			       * of dense and CSR (values + 4-byte column indices
-			       * + 4-byte row offsets); the packed format will make
-			       * this exact */
-	double ratio;         /* bytes of the model as opened / size */
+	size_t size;          /* the model's packed file, everything included
+			       * (io/packed.h: codes, indices, Huffman coding;
+			       * tensors that do not gain stay as values) */
+	double ratio;         /* the model as opened, saved as values / size */
 } lt_metrics;
 
 /* Fidelity of one changed tensor, staged against committed. */
@@ -142,7 +141,7 @@ int lt_bench_preview(lt_bench *b, const lt_preview_opts *opts, lt_preview *out, 
 void lt_preview_free(lt_preview *p);
 
 /* Size metrics (no accuracy) of any model against a baseline size. */
-void lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out);
+int lt_model_size_metrics(lt_model *m, size_t baseline_bytes, lt_metrics *out, lt_err *err);
 /* Size metrics and, when data has items and m a graph, accuracy and loss
  * on data (eo: batch, threads, progress; may cancel). 0, or an error of
  * the evaluation. */

@@ -1,2 +1,0 @@
-/* Moved to core (tensors carry schemes); kept until the kernels include core/scheme.h. */
-#include "core/scheme.h"
