@@ -18,6 +18,8 @@
 --   share_epochs  epochs of fine-tuning the shared values         (default 3)
 --   share_lr      learning rate for the shared values (Adam)      (default 0.0001)
 --   bits          bits per weight for every layer, 0 = the paper's (default 0)
+--   conv_bits     bits for conv layers, 0 = as above              (default 0)
+--   fc_bits       bits for linear layers, 0 = as above            (default 0)
 --   bias_bits     biases quantized to this many bits, 0 = f32     (default 8)
 --   limit         training images per epoch, 0 = all 55,000      (default 0)
 --
@@ -33,7 +35,7 @@ local paper = require "lathe.paper"
 local util = require "lathe.util"
 
 local P = lathe.params{steps = 4, epochs = 1, final_epochs = 8, lr = 2e-3, share_epochs = 3, share_lr = 1e-4,
-	bits = 0, bias_bits = 8, limit = 0}
+	bits = 0, conv_bits = 0, fc_bits = 0, bias_bits = 8, limit = 0}
 local t0 = os.time()
 
 local net = paper.detect(model)
@@ -59,7 +61,8 @@ stage("pruned")
 -- (Han et al. section 3.2: it keeps centroids for the rare large weights).
 -- Pruned weights take no part and stay zero.
 for _, name in ipairs(layers) do
-	local bits = P.bits > 0 and P.bits or paper.BITS[net][name]
+	local kind = model:layer(name).op == "conv2d" and P.conv_bits or P.fc_bits
+	local bits = kind > 0 and kind or P.bits > 0 and P.bits or paper.BITS[net][name]
 	model:layer(name):share{bits = bits, init = "linear"}
 end
 model:commit("weight sharing")

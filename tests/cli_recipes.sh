@@ -1,5 +1,5 @@
 #!/bin/sh
-# The pruning recipes of recipes/ run headless on the bundled samples with
+# The compression recipes of recipes/ run headless on the bundled samples with
 # small settings (a few hundred training images, one epoch) and do what
 # their header says: exit 0, the result printed, the saved model smaller or
 # sparser as promised and still evaluating. Fine-tuning needs the training
@@ -80,6 +80,30 @@ recipe sensitivity "$M5" --set val_limit=300 --set limit=200 --set budget=2
 contains "sensitivity: the table" "$T/out" "sensitivity (accuracy %"
 contains "sensitivity: the choice" "$T/out" "chosen within 2.0 points"
 contains "sensitivity: the joint preview" "$T/out" "all together: accuracy"
+
+# Quantization and weight sharing: files packed (the codes make them small)
+# that open and evaluate.
+packed_ratio() {
+	"$LATHE" info "$1" --json | awk -F: '/"ratio"/ { gsub(/[ ,]/, "", $2); print $2 }'
+}
+recipe quantize_int8 "$M5" --set calibration=100 --set val_limit=300
+contains "quantize_int8: the int8 preview" "$T/out" "int8 weights and activations: accuracy"
+contains "quantize_int8: each layer alone" "$T/out" "conv2 "
+at_least "quantize_int8: the saved file is about 4x smaller than f32" "$(packed_ratio "$T/quantize_int8.safetensors")" 3.5
+recipe quantize_fixed_point "$M3" --set total=6 --set val_limit=300
+contains "quantize_fixed_point: every split of the bits" "$T/out" "Q5.0"
+contains "quantize_fixed_point: the best kept" "$T/out" "kept Q"
+recipe kmeans_share "$M3" --set bits=3 --set limit=300 --set val_limit=300
+contains "kmeans_share: 8 shared values per layer" "$T/out" "fc1.weight     8 shared values"
+contains "kmeans_share: fine-tunes them" "$T/out" "after fine-tuning the shared values"
+at_least "kmeans_share: 3-bit codes, about 10x smaller" "$(packed_ratio "$T/kmeans_share.safetensors")" 8
+recipe deep_compression "$M3" --set steps=1 --set final_epochs=1 --set share_epochs=1 --set limit=300
+contains "deep_compression: a line per stage" "$T/out" "shared values fine-tuned"
+contains "deep_compression: the per-layer table" "$T/out" "fc1      235,200     8.0%     6"
+contains "deep_compression: the closing line" "$T/out" "LeNet-300-100: 1.02 MiB ->"
+at_least "deep_compression: the saved file is over 30x smaller" "$(packed_ratio "$T/deep_compression.safetensors")" 30
+run "$LATHE" eval "$T/deep_compression.safetensors" --split test --limit 500
+is "deep_compression: the packed model evaluates" "$rc" 0
 
 recipe prune_lenet_paper "$M3" --set limit=300 --set steps=2 --set final_epochs=1 --set test=false
 contains "prune_lenet_paper: fc1 keeps 8 %" "$T/out" "fc1         235,200     18,816     8.0%"

@@ -224,4 +224,38 @@ else
 	not_ok "replaying the journal gives a bit-identical file"
 	diag_file "$T/replay.lua" 40
 fi
+# -o saves packed when that is smaller (quantized, shared or pruned), as
+# values otherwise; --packed / --plain force the form.
+cat >"$T/q.lua" <<'LUA'
+lathe.quantize(model, {bits = 4})
+model:commit("4 bits")
+LUA
+run_slow "$LATHE" run "$T/q.lua" "$M" -o "$T/q.safetensors"
+is "quantized: exit 0" "$rc" 0
+contains "quantized: saved packed" "$T/err" "saved $T/q.safetensors ("
+contains "quantized: says it is packed" "$T/err" ", packed)"
+run "$LATHE" info "$T/q.safetensors"
+contains "info: a packed file says so" "$T/out" "packed safetensors, 6 tensors, 266,610 parameters"
+contains "info: how fc1.weight is stored" "$T/out" "int 4b"
+run_slow "$LATHE" run "$T/q.lua" "$M" -o "$T/q_plain.safetensors" --plain
+is "--plain: exit 0" "$rc" 0
+run "$LATHE" info "$T/q_plain.safetensors"
+contains "--plain: values (f32)" "$T/out" "fc1.weight  F32   [300, 784]"
+contains "--plain: info tells what packing would give" "$T/out" "packed (lathe run -o, model:save) it would take"
+cat >"$T/noop.lua" <<'LUA'
+model:commit("nothing")
+LUA
+run_slow "$LATHE" run "$T/noop.lua" "$M" -o "$T/noop.safetensors"
+if grep -F ", packed)" "$T/err" >/dev/null; then
+	not_ok "a dense model is saved as values"
+else
+	ok "a dense model is saved as values"
+fi
+run_slow "$LATHE" run "$T/noop.lua" "$M" -o "$T/forced.safetensors" --packed
+contains "--packed: packs even a dense model" "$T/err" ", packed)"
+run "$LATHE" eval "$T/forced.safetensors" --limit 200
+is "--packed: the file evaluates" "$rc" 0
+run "$LATHE" run "$T/noop.lua" "$M" --packed
+is "--packed without -o: usage error" "$rc" 2
+contains "--packed without -o: says why" "$T/err" "there is no -o"
 finish

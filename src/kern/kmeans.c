@@ -75,8 +75,8 @@ struct sorted {
 	int64_t n;
 	uint32_t *keys;                /* n keys, ascending */
 	double *check;                 /* n/8 + 1: at p = 8q, the sum of the values of
-					* p's bucket from p's side nearer zero to p
-					* (p excluded if p >= 0, included if p < 0) */
+					* p's bucket before p (bucket of non-negative
+					* values) or from p on (negative values) */
 	int64_t start[TOP_BINS + 1];   /* where each bucket begins */
 	double base[TOP_BINS];         /* sum of the buckets between this one and zero */
 	double positive;               /* sum of the non-negative values */
@@ -85,11 +85,11 @@ struct sorted {
 /* Buckets of negative values (key's top bit 0) come first. */
 #define NEGATIVE(d) ((d) < TOP_BINS / 2)
 
-/* The sum of the sorted values before p (0 <= p <= n), less the sum of the
- * negative ones: for p among the negative values minus the sum of those
- * from p on, else the sum of the non-negative ones before p. From the
- * checkpoint nearest to p on its bucket's side nearer zero, and at most 7
- * values. */
+/* The sum of the sorted values before p (0 <= p <= n) less the sum of all
+ * the negative ones: minus the sum of the negative values from p on when p
+ * is among them, else the sum of the non-negative values before p. From
+ * the checkpoint next to p on the side of its bucket nearer zero, and at
+ * most 7 values. */
 static inline double prefix_at(const struct sorted *s, int64_t p)
 {
 	if (p == s->n)
@@ -326,18 +326,18 @@ static int sort_values(const float *w, const float *mask, int64_t n, int skip_ze
 			bad = b->bad[t];
 	}
 	if (bad >= 0) {
-		rc = lt_err_set(err, LT_EINVAL, "element %lld is %s: k-means needs finite values", (long long)bad,
-			   isnan(w[bad]) ? "NaN" : "infinite");
+		rc = lt_err_set(err, LT_EINVAL, "element %lld is %s: k-means needs finite values",
+				(long long)bad, isnan(w[bad]) ? "NaN" : "infinite");
 		goto fail;
 	}
 	if (total == 0) {
 		rc = lt_err_set(err, LT_EINVAL, "nothing to cluster: every element is %s",
-			   mask && skip_zeros ? "masked or zero" : mask ? "masked" : "zero");
+				mask && skip_zeros ? "masked or zero" : mask ? "masked" : "zero");
 		goto fail;
 	}
 	if (total > (int64_t)UINT32_MAX) {
-		rc = lt_err_set(err, LT_ERANGE, "cannot cluster %lld values at once (at most %lu)", (long long)total,
-			   (unsigned long)UINT32_MAX);
+		rc = lt_err_set(err, LT_ERANGE, "cannot cluster %lld values at once (at most %lu)",
+				(long long)total, (unsigned long)UINT32_MAX);
 		goto fail;
 	}
 	s->n = total;
@@ -564,16 +564,18 @@ static inline int nearer_lower(float x, double a, double b)
  * value x goes to a exactly when its key is at most this one. The
  * distances as an argmin computes them decide, so that values on or near
  * the midpoint go where a plain Lloyd loop sends them. Between a and b
- * that choice is monotone in x, and the float nearest the midpoint is
- * nearly always the answer or the one below it; otherwise (the distances
+ * that choice is monotone in x, and the answer is nearly always the float
+ * nearest the midpoint or the one below it; otherwise (the distances
  * can round equal over a long stretch, e.g. for tiny x between -1 and 1) a
  * bisection over the keys between a and b finds it. */
 static uint32_t boundary_key(double a, double b)
 {
 	uint32_t lo, hi, key = float_key((float)(0.5 * (a + b)));
-	if (nearer_lower(key_float(key), a, b)) {
-		if (!nearer_lower(key_float(key + 1), a, b))
-			return key;
+	int below = nearer_lower(key_float(key - 1), a, b), at = nearer_lower(key_float(key), a, b);
+	int above = nearer_lower(key_float(key + 1), a, b);
+	if (below && !above)
+		return key - !at; /* the usual case, without a branch */
+	if (above) {
 		float fb = (float)b; /* the smallest float >= b */
 		if ((double)fb < b)
 			fb = nextafterf(fb, INFINITY);
@@ -586,7 +588,7 @@ static uint32_t boundary_key(double a, double b)
 		if ((double)fa > a)
 			fa = nextafterf(fa, -INFINITY);
 		lo = float_key(fa);
-		hi = key;
+		hi = key - 1;
 	}
 	/* lo goes to a, hi does not (the unused key of -0 decodes to -0,
 	 * which goes where +0 goes, so it is never the answer) */
@@ -748,8 +750,8 @@ static int check_opts(const lt_kmeans_opts *opt, int64_t n, lt_err *err)
 		return lt_err_set(err, LT_EINVAL, "k-means needs %d to %d clusters (got %d)", LT_KMEANS_MIN_K,
 				  LT_KMEANS_MAX_K, opt->k);
 	if (opt->max_iter < 0)
-		return lt_err_set(err, LT_EINVAL, "the iteration limit must be 0 (the default) or more (got %d)",
-				  opt->max_iter);
+		return lt_err_set(err, LT_EINVAL,
+				  "the iteration limit must be 0 (the default) or more (got %d)", opt->max_iter);
 	if (opt->init != LT_KMEANS_LINEAR && opt->init != LT_KMEANS_DENSITY && opt->init != LT_KMEANS_RANDOM)
 		return lt_err_set(err, LT_EINVAL, "unknown k-means initialisation %d", (int)opt->init);
 	if (n < 0)

@@ -3,23 +3,29 @@
  * 256 entries, 1 to 8 bits per weight) and every weight becomes the index of
  * its cluster.
  *
- * The result is exactly what a plain Lloyd loop in exact arithmetic would
- * reach from the same initial centroids: assign every value to its nearest
- * centroid (a value exactly between two goes to the lower one, as an argmin
- * picks the first), move every centroid to the mean of its values, and stop
- * when a step changes nothing. In one dimension the clusters are runs of the
- * sorted values, so the values are sorted once and summed into prefix sums;
- * a step is then k binary searches for the midpoints between neighbouring
- * centroids and k divisions, whatever the number of values.
+ * The result is what a plain Lloyd loop in double reaches from the same
+ * initial centroids (the means can differ in their last bits, as sums in
+ * another order do): assign every value to its nearest centroid (a value
+ * exactly between two goes to the lower one, as an argmin picks the first),
+ * move every centroid to the mean of its values, and stop when a step
+ * changes nothing. In one dimension the clusters are runs of the sorted
+ * values, so the values are sorted once and summed into prefix sums; a step
+ * is then k searches for the midpoints between neighbouring centroids and k
+ * divisions, whatever the number of values.
  *
  * Conventions:
  * - Centroids are kept sorted ascending; codes and the table follow that
  *   order.
  * - A cluster left empty keeps its centroid (it may capture values again in
  *   a later step). Only an empty cluster can fall out of order; the
- *   centroids are then sorted again before the next step.
+ *   centroids are then sorted again before the next step. Of equal
+ *   centroids the first takes the values (as an argmin), the others stay
+ *   empty.
  * - Means are computed in double from the prefix sums and stored in the
- *   table as the nearest f32. Codes are nearest in the double centroids.
+ *   table as the nearest f32. Codes are nearest in the double centroids,
+ *   as |x - c| computed in double decides: a value on a midpoint, or so
+ *   near that the two distances round equal, goes where a plain Lloyd loop
+ *   in double sends it (the lower cluster).
  * - "Excluded" elements (mask 0, or exactly +-0 with skip_zeros) take no
  *   part: they have code 0 (which means nothing, as lt_scheme says) and the
  *   shared value 0. */
@@ -34,8 +40,8 @@
 #define LT_KMEANS_MIN_K 2
 #define LT_KMEANS_MAX_K 256
 /* Steps allowed when lt_kmeans_opts.max_iter is 0. Exact convergence can
- * take thousands of steps (1 M normal values into 64 clusters from linear
- * initialisation: about 2,700); each costs microseconds. */
+ * take thousands of steps (1 M normal values from linear initialisation:
+ * about 2,500 into 64 clusters, 5,000 into 256); each costs microseconds. */
 #define LT_KMEANS_MAX_ITER 100000
 
 typedef enum {

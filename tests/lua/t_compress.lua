@@ -113,6 +113,27 @@ m:share{bits = 2, init = "random", seed = 3, layers = {"fc3"}}
 T.ok(select(2, distinct(m.fc3.weight)) <= 4, "random initialisation")
 m:rollback()
 
+-- The packed form: its measured size is the saved file's; it opens to the
+-- same values.
+m:share{bits = 4, layers = {"fc1", "fc2"}}
+m:commit("shared")
+local pk = m:packing{staged = false}
+local f1 = pk.tensors["fc1.weight"]
+T.ok(f1.packed and f1.kind == "codebook" and f1.bits == 4 and f1.present == 23520 and f1.huffman ~= nil,
+	"packing: fc1.weight as a 4-bit codebook of its 23,520 kept weights", f1.kind, f1.bits, f1.present)
+T.ok(pk.tensors["fc1.bias"].packed == false and pk.tensors["fc1.bias"].bytes == 1200, "packing: biases as values")
+local out = T.tmp .. "/lathe-t_compress-" .. os.time() .. "-" .. math.random(1e9) .. ".safetensors"
+local saved = m:save(out)
+T.ok(saved.packed and saved.bytes == pk.bytes, "save: packed, as many bytes as packing said", saved.bytes, pk.bytes)
+T.ok(pk.ratio > 15, "packing: over 15x smaller than f32", pk.ratio)
+local back = assert(lathe.open(out))
+T.ok(same(back.fc1.weight, m.fc1.weight) and same(back.fc3.weight, m.fc3.weight), "the packed file opens to the same values")
+T.is(back:packing().bytes, pk.bytes, "and packs to the same size again")
+back:close()
+local plain = m:save(out, {packed = false})
+T.ok(not plain.packed and plain.bytes > 1000000, "save{packed = false}: values", plain.bytes)
+os.remove(out)
+
 -- Journal and refusals.
 m:quantize{bits = 6, layers = {"fc3"}}
 m:commit("q6")
