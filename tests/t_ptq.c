@@ -20,6 +20,17 @@ static const float *ref(lt_model *r, const char *name)
 	return t ? lt_tensor_data(t, NULL) : NULL;
 }
 
+/* The node whose output node i reads (through flatten): what the range
+ * and levels of layer i are about. The references name layers that read
+ * another layer, so this is never the input. */
+static int producer(const lt_graph *g, int i)
+{
+	int v = g->nodes[i].inputs[0];
+	while (v > 0 && lt_op_is_identity(g->nodes[v - 1].op))
+		v = g->nodes[v - 1].inputs[0];
+	return v - 1;
+}
+
 static void against_torch(const char *model, lt_dataset *d)
 {
 	lt_err err = {0};
@@ -59,11 +70,8 @@ static void against_torch(const char *model, lt_dataset *d)
 		const float *want = ref(r, key);
 		if (!want)
 			continue;
-		/* the range of what layer i reads: its producer's output */
-		int v = g->nodes[i].inputs[0];
-		while (v > 0 && lt_op_is_identity(g->nodes[v - 1].op))
-			v = g->nodes[v - 1].inputs[0];
-		double e = fmax(fabs(lo[v - 1] - want[0]), fabs(hi[v - 1] - want[1])) / fmax(1.0, fabs(want[1]));
+		int p = producer(g, i);
+		double e = fmax(fabs(lo[p] - want[0]), fabs(hi[p] - want[1])) / fmax(1.0, fabs(want[1]));
 		worst = fmax(worst, e);
 		checked++;
 	}
@@ -79,10 +87,8 @@ static void against_torch(const char *model, lt_dataset *d)
 		const float *want = ref(r, key);
 		if (!want)
 			continue;
-		int v = g->nodes[i].inputs[0];
-		while (v > 0 && lt_op_is_identity(g->nodes[v - 1].op))
-			v = g->nodes[v - 1].inputs[0];
-		levels_ok &= fabsf(scale[v - 1] - want[0]) <= 1e-6f * want[0] && zero[v - 1] == (int32_t)want[1];
+		int p = producer(g, i);
+		levels_ok &= fabsf(scale[p] - want[0]) <= 1e-6f * want[0] && zero[p] == (int32_t)want[1];
 	}
 	tap_ok(levels_ok, "%s: activation scales and zero points as torch computes them", model);
 	f = q ? lt_forward_new(q, 2, &err) : NULL;

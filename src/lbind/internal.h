@@ -112,6 +112,9 @@ int lt_l_packing(lua_State *L);
 void lt_collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench);
 /* Raises unless the value at idx is a model, layer or tensor. */
 void lt_check_target(lua_State *L, int idx, const char *fname);
+/* t[k] = v for the table on top of the stack. */
+void lt_set_num(lua_State *L, const char *k, double v);
+void lt_set_int(lua_State *L, const char *k, int64_t v);
 /* Journal `lathe.FNAME(<target>, <opts>)`. */
 void lt_journal_kernel(lua_State *L, lt_bench *b, const char *fname, int target, int opts);
 

@@ -65,6 +65,19 @@ static const float *mask_of(lt_tensor *t, lt_err *err)
 	return m ? lt_tensor_data(m, err) : NULL;
 }
 
+/* Keep the new tensor c (coded by s) as a result; without s, raise the
+ * error that stopped it, naming the tensor (the userdata frees c). */
+static void keep_made(lua_State *L, struct made *m, lt_tensor *c, lt_scheme *s, const char *name,
+		      const char *fname, lt_err *err)
+{
+	m->t = c;
+	if (!s) {
+		lt_err_prefix(err, "%s", name);
+		lt_lraise(L, fname, err);
+	}
+	lt_tensor_set_scheme(c, s, err); /* the tensor's element count: cannot fail */
+}
+
 /* Stage every result (shapes are the targets', so this cannot fail short
  * of memory), journal the call and return {name = {...}} built by fill. */
 static int stage_all(lua_State *L, lt_bench *b, int list, struct made *made, const char *fname,
@@ -90,33 +103,21 @@ static int stage_all(lua_State *L, lt_bench *b, int list, struct made *made, con
 	return 1;
 }
 
-static void set_number(lua_State *L, const char *k, double v)
-{
-	lua_pushnumber(L, v);
-	lua_setfield(L, -2, k);
-}
-
-static void set_integer(lua_State *L, const char *k, lua_Integer v)
-{
-	lua_pushinteger(L, v);
-	lua_setfield(L, -2, k);
-}
-
 /* The error figures every result has. */
 static void fill_error(lua_State *L, const struct made *m)
 {
 	const lt_scheme *s = lt_tensor_scheme(m->t);
-	set_integer(L, "bits", s->bits);
-	set_number(L, "sqnr", m->st.sqnr_db);
-	set_number(L, "max_error", m->st.max_abs_err);
-	set_number(L, "mse", m->st.mse);
+	lt_set_int(L, "bits", s->bits);
+	lt_set_num(L, "sqnr", m->st.sqnr_db);
+	lt_set_num(L, "max_error", m->st.max_abs_err);
+	lt_set_num(L, "mse", m->st.mse);
 }
 
 static void fill_quant(lua_State *L, const struct made *m)
 {
 	fill_error(L, m);
-	set_integer(L, "saturated", m->st.saturated);
-	set_integer(L, "zeroed", m->st.zeroed);
+	lt_set_int(L, "saturated", m->st.saturated);
+	lt_set_int(L, "zeroed", m->st.zeroed);
 }
 
 /* "Q3.4" (sign + 3 integer + 4 fraction bits) into m, n. */
@@ -193,13 +194,7 @@ int lt_l_quantize(lua_State *L)
 		lt_scheme *s = out ? lt_quant_tensor(w, mask, lt_tensor_ndim(t), lt_tensor_shape(t), &spec, out,
 						     &made[i].st, &err)
 				   : NULL;
-		if (s)
-			lt_tensor_set_scheme(c, s, &err); /* same element count: cannot fail */
-		made[i].t = c;
-		if (!s) {
-			lt_err_prefix(&err, "%s", name);
-			return lt_lraise(L, fname, &err);
-		}
+		keep_made(L, &made[i], c, s, name, fname, &err);
 		lua_pop(L, 1);
 	}
 	return stage_all(L, b, list, made, fname, "quantize", fill_quant);
@@ -208,12 +203,12 @@ int lt_l_quantize(lua_State *L)
 static void fill_share(lua_State *L, const struct made *m)
 {
 	fill_error(L, m);
-	set_integer(L, "k", lt_tensor_scheme(m->t)->k);
-	set_integer(L, "iterations", m->km.iterations);
+	lt_set_int(L, "k", lt_tensor_scheme(m->t)->k);
+	lt_set_int(L, "iterations", m->km.iterations);
 	lua_pushboolean(L, m->km.converged);
 	lua_setfield(L, -2, "converged");
-	set_integer(L, "empty", m->km.empty);
-	set_integer(L, "shared", m->km.included);
+	lt_set_int(L, "empty", m->km.empty);
+	lt_set_int(L, "shared", m->km.included);
 }
 
 /* lathe.share(target, {bits=, k=, init="linear", seed=1, max_iter=0,
@@ -282,16 +277,10 @@ int lt_l_share(lua_State *L)
 		}
 		float *out = c ? lt_tensor_data_mut(c, &err) : NULL;
 		lt_scheme *s = NULL;
-		if (out && !lt_kmeans_1d(w, mask, numel, &ko, &s, out, &made[i].km, &err)) {
+		if (out && !lt_kmeans_1d(w, mask, numel, &ko, &s, out, &made[i].km, &err))
 			lt_quant_error(w, out, lt_tensor_mask(c) ? lt_tensor_data(lt_tensor_mask(c), NULL) : NULL, numel,
 				       &made[i].st);
-			lt_tensor_set_scheme(c, s, &err);
-		}
-		made[i].t = c;
-		if (!s) {
-			lt_err_prefix(&err, "%s", name);
-			return lt_lraise(L, fname, &err);
-		}
+		keep_made(L, &made[i], c, s, name, fname, &err);
 		lua_pop(L, 1);
 	}
 	return stage_all(L, b, list, made, fname, "share", fill_share);
@@ -363,11 +352,11 @@ int lt_l_int8_preview(lua_State *L)
 	if (rc)
 		return lt_lraise(L, fname, &err);
 	lua_createtable(L, 0, 6);
-	set_number(L, "baseline", r.baseline);
-	set_number(L, "accuracy", r.accuracy);
-	set_number(L, "delta", r.accuracy - r.baseline);
-	set_integer(L, "images", r.images);
-	set_integer(L, "calibration", r.calibrated);
+	lt_set_num(L, "baseline", r.baseline);
+	lt_set_num(L, "accuracy", r.accuracy);
+	lt_set_num(L, "delta", r.accuracy - r.baseline);
+	lt_set_int(L, "images", r.images);
+	lt_set_int(L, "calibration", r.calibrated);
 	lua_createtable(L, r.n_layers, 0);
 	for (int i = 0; i < r.n_layers; i++) {
 		const lt_ptq_layer *l = &r.layers[i];
@@ -377,12 +366,12 @@ int lt_l_int8_preview(lua_State *L)
 		lua_pushstring(L, l->input);
 		lua_setfield(L, -2, "input");
 		if (!isnan(l->lo)) {
-			set_number(L, "lo", l->lo);
-			set_number(L, "hi", l->hi);
+			lt_set_num(L, "lo", l->lo);
+			lt_set_num(L, "hi", l->hi);
 		}
 		if (!isnan(l->accuracy)) {
-			set_number(L, "accuracy", l->accuracy);
-			set_number(L, "delta", l->accuracy - r.baseline);
+			lt_set_num(L, "accuracy", l->accuracy);
+			lt_set_num(L, "delta", l->accuracy - r.baseline);
 		}
 		lua_rawseti(L, -2, i + 1);
 	}
@@ -412,31 +401,31 @@ int lt_l_packing(lua_State *L)
 	static const char *const index[] = {[LT_PACK_DENSE] = "dense", [LT_PACK_REL] = "rel",
 		[LT_PACK_HOLES] = "holes", [LT_PACK_CSR] = "csr"};
 	lua_createtable(L, 0, 4);
-	set_integer(L, "bytes", (lua_Integer)r.file_bytes);
-	set_integer(L, "f32_bytes", (lua_Integer)r.f32_bytes);
-	set_number(L, "ratio", r.file_bytes ? (double)r.f32_bytes / (double)r.file_bytes : 0.0);
+	lt_set_int(L, "bytes", (lua_Integer)r.file_bytes);
+	lt_set_int(L, "f32_bytes", (lua_Integer)r.f32_bytes);
+	lt_set_num(L, "ratio", r.file_bytes ? (double)r.f32_bytes / (double)r.file_bytes : 0.0);
 	lua_createtable(L, 0, (int)r.n);
 	for (size_t i = 0; i < r.n; i++) {
 		const lt_packed_tensor *t = &r.t[i];
 		lua_createtable(L, 0, 8);
-		set_integer(L, "bytes", (lua_Integer)t->bytes);
-		set_integer(L, "plain_bytes", (lua_Integer)t->plain_bytes);
+		lt_set_int(L, "bytes", (lua_Integer)t->bytes);
+		lt_set_int(L, "plain_bytes", (lua_Integer)t->plain_bytes);
 		lua_pushboolean(L, t->packed);
 		lua_setfield(L, -2, "packed");
 		if (t->packed) {
 			const lt_pack_desc *d = &t->desc;
 			lua_pushstring(L, d->plain ? "f32" : kinds[d->kind]);
 			lua_setfield(L, -2, "kind");
-			set_integer(L, "bits", d->plain ? 32 : d->bits);
-			set_integer(L, "present", d->present);
+			lt_set_int(L, "bits", d->plain ? 32 : d->bits);
+			lt_set_int(L, "present", d->present);
 			lua_pushstring(L, (unsigned)d->index <= LT_PACK_CSR && index[d->index] ? index[d->index] : "?");
 			lua_setfield(L, -2, "index");
 			if (d->index == LT_PACK_REL || d->index == LT_PACK_HOLES)
-				set_integer(L, "gap_bits", d->gap_bits);
+				lt_set_int(L, "gap_bits", d->gap_bits);
 			uint64_t idx = d->bytes[LT_PACK_IDX], codes = d->bytes[LT_PACK_CODES];
-			set_integer(L, "index_bytes", (lua_Integer)idx);
-			set_integer(L, "code_bytes", (lua_Integer)codes);
-			set_integer(L, "table_bytes", (lua_Integer)d->bytes[LT_PACK_TABLE]);
+			lt_set_int(L, "index_bytes", (lua_Integer)idx);
+			lt_set_int(L, "code_bytes", (lua_Integer)codes);
+			lt_set_int(L, "table_bytes", (lua_Integer)d->bytes[LT_PACK_TABLE]);
 			lua_pushboolean(L, d->codes.huffman || (d->n_idx && d->idx[0].huffman));
 			lua_setfield(L, -2, "huffman");
 		}

@@ -551,13 +551,13 @@ int lt_l_prune(lua_State *L)
 	return 1;
 }
 
-static void set_num(lua_State *L, const char *k, double v)
+void lt_set_num(lua_State *L, const char *k, double v)
 {
 	lua_pushnumber(L, v);
 	lua_setfield(L, -2, k);
 }
 
-static void set_int(lua_State *L, const char *k, int64_t v)
+void lt_set_int(lua_State *L, const char *k, int64_t v)
 {
 	lua_pushinteger(L, v);
 	lua_setfield(L, -2, k);
@@ -726,10 +726,10 @@ int lt_l_prune_structured(lua_State *L)
 	lua_setfield(L, -2, "layers");
 	lua_pushvalue(L, units);
 	lua_setfield(L, -2, "units");
-	set_int(L, "params_before", params0);
-	set_int(L, "params", params1);
-	set_int(L, "macs_before", macs0);
-	set_int(L, "macs", macs1);
+	lt_set_int(L, "params_before", params0);
+	lt_set_int(L, "params", params1);
+	lt_set_int(L, "macs_before", macs0);
+	lt_set_int(L, "macs", macs1);
 	return 1;
 }
 
@@ -987,8 +987,8 @@ int lt_l_sensitivity(lua_State *L)
 	lt_sensitivity *s = ctx.result;
 
 	lua_createtable(L, 0, 5);
-	set_num(L, "baseline", s->baseline);
-	set_int(L, "images", s->images);
+	lt_set_num(L, "baseline", s->baseline);
+	lt_set_int(L, "images", s->images);
 	lua_pushstring(L, split);
 	lua_setfield(L, -2, "split");
 	lua_createtable(L, nl, 0);
@@ -1004,7 +1004,7 @@ int lt_l_sensitivity(lua_State *L)
 		lua_setfield(L, -2, "name");
 		lua_pushstring(L, s->tensors[i]);
 		lua_setfield(L, -2, "tensor");
-		set_int(L, "params", s->params[i]);
+		lt_set_int(L, "params", s->params[i]);
 		lua_createtable(L, nl, 0);
 		for (int j = 0; j < nl; j++) {
 			lua_pushnumber(L, s->accuracy[(size_t)i * (size_t)nl + (size_t)j]);
@@ -1367,16 +1367,16 @@ static void push_metrics(lua_State *L, const lt_metrics *m)
 {
 	lua_createtable(L, 0, 10);
 	if (m->has_accuracy) {
-		set_num(L, "accuracy", m->accuracy);
-		set_num(L, "loss", m->loss);
-		set_int(L, "images", m->images);
+		lt_set_num(L, "accuracy", m->accuracy);
+		lt_set_num(L, "loss", m->loss);
+		lt_set_int(L, "images", m->images);
 	}
-	set_int(L, "params", m->params);
-	set_int(L, "nonzeros", m->nonzeros);
-	set_num(L, "sparsity", m->params ? 1.0 - (double)m->nonzeros / (double)m->params : 0.0);
-	set_int(L, "bytes", (int64_t)m->bytes);
-	set_int(L, "size", (int64_t)m->size);
-	set_num(L, "ratio", m->ratio);
+	lt_set_int(L, "params", m->params);
+	lt_set_int(L, "nonzeros", m->nonzeros);
+	lt_set_num(L, "sparsity", m->params ? 1.0 - (double)m->nonzeros / (double)m->params : 0.0);
+	lt_set_int(L, "bytes", (int64_t)m->bytes);
+	lt_set_int(L, "size", (int64_t)m->size);
+	lt_set_num(L, "ratio", m->ratio);
 }
 
 /* Evaluation (a preview or m:eval) as work for lt_lua_run_work: like
@@ -1452,14 +1452,14 @@ static void push_delta(lua_State *L, const lt_metrics *s, const lt_metrics *c)
 {
 	lua_createtable(L, 0, 8);
 	if (s->has_accuracy && c->has_accuracy) {
-		set_num(L, "accuracy", s->accuracy - c->accuracy);
-		set_num(L, "loss", s->loss - c->loss);
+		lt_set_num(L, "accuracy", s->accuracy - c->accuracy);
+		lt_set_num(L, "loss", s->loss - c->loss);
 	}
-	set_int(L, "params", s->params - c->params);
-	set_int(L, "nonzeros", s->nonzeros - c->nonzeros);
-	set_int(L, "bytes", (int64_t)s->bytes - (int64_t)c->bytes);
-	set_int(L, "size", (int64_t)s->size - (int64_t)c->size);
-	set_num(L, "ratio", s->ratio - c->ratio);
+	lt_set_int(L, "params", s->params - c->params);
+	lt_set_int(L, "nonzeros", s->nonzeros - c->nonzeros);
+	lt_set_int(L, "bytes", (int64_t)s->bytes - (int64_t)c->bytes);
+	lt_set_int(L, "size", (int64_t)s->size - (int64_t)c->size);
+	lt_set_num(L, "ratio", s->ratio - c->ratio);
 	lua_setfield(L, -2, "delta");
 }
 
@@ -1529,9 +1529,9 @@ static int m_preview(lua_State *L)
 		lua_createtable(L, 0, 3);
 		lua_pushstring(L, p.fidelity[i].name);
 		lua_setfield(L, -2, "tensor");
-		set_num(L, "frobenius", p.fidelity[i].rel_frob);
+		lt_set_num(L, "frobenius", p.fidelity[i].rel_frob);
 		if (!isnan(p.fidelity[i].rel_out))
-			set_num(L, "output", p.fidelity[i].rel_out);
+			lt_set_num(L, "output", p.fidelity[i].rel_out);
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lt_preview_free(&p);
@@ -1607,7 +1607,7 @@ static int m_history(lua_State *L)
 			push_metrics(L, &s->metrics);
 		else
 			lua_createtable(L, 0, 4);
-		set_int(L, "step", s->id);
+		lt_set_int(L, "step", s->id);
 		lua_pushstring(L, s->message);
 		lua_setfield(L, -2, "message");
 		lua_pushstring(L, s->calls);
@@ -1702,7 +1702,7 @@ static int m_save(lua_State *L)
 		return luaL_error(L, "save: %s: %s", path, err.msg);
 	struct stat st;
 	lua_createtable(L, 0, 2);
-	set_int(L, "bytes", stat(path, &st) == 0 ? (int64_t)st.st_size : -1);
+	lt_set_int(L, "bytes", stat(path, &st) == 0 ? (int64_t)st.st_size : -1);
 	lua_pushboolean(L, packed);
 	lua_setfield(L, -2, "packed");
 	return 1;
@@ -1769,7 +1769,7 @@ static void push_thresholds(lua_State *L, const lt_graph *g)
 	lua_newtable(L);
 	for (int i = 0; i < g->n_nodes; i++)
 		if (g->nodes[i].act_threshold > 0)
-			set_num(L, g->nodes[i].name, g->nodes[i].act_threshold);
+			lt_set_num(L, g->nodes[i].name, g->nodes[i].act_threshold);
 }
 
 /* lathe.threshold_activations(model, t | {layer = t, ...}): stage activation
@@ -1858,10 +1858,10 @@ static int m_eval(lua_State *L)
 	if (rc)
 		return lt_lraise(L, "eval", &err);
 	lua_createtable(L, 0, 7);
-	set_num(L, "accuracy", r.top1);
-	set_num(L, "top5", r.top5);
-	set_num(L, "loss", r.loss);
-	set_int(L, "images", r.n);
+	lt_set_num(L, "accuracy", r.top1);
+	lt_set_num(L, "top5", r.top5);
+	lt_set_num(L, "loss", r.loss);
+	lt_set_int(L, "images", r.n);
 	lua_createtable(L, r.n_classes, 0);
 	for (int c = 0; c < r.n_classes; c++) {
 		int64_t right = r.confusion[(size_t)c * r.n_classes + c];
@@ -1879,8 +1879,8 @@ static int m_eval(lua_State *L)
 			lua_setfield(L, -2, "name");
 			lua_pushstring(L, lt_op_name(g->nodes[i].op));
 			lua_setfield(L, -2, "op");
-			set_num(L, "density", eo.act_total[i] ? (double)eo.act_nonzero[i] / (double)eo.act_total[i] : 0.0);
-			set_num(L, "threshold", eo.act_threshold ? eo.act_threshold[i] : g->nodes[i].act_threshold);
+			lt_set_num(L, "density", eo.act_total[i] ? (double)eo.act_nonzero[i] / (double)eo.act_total[i] : 0.0);
+			lt_set_num(L, "threshold", eo.act_threshold ? eo.act_threshold[i] : g->nodes[i].act_threshold);
 			lua_rawseti(L, -2, i + 1);
 		}
 		lua_setfield(L, -2, "activations");
@@ -1931,10 +1931,10 @@ static int m_info(lua_State *L)
 	push_metrics(L, &mt);
 	lt_graph *g = lt_model_graph(m);
 	if (g)
-		set_int(L, "macs", lt_graph_macs(g));
+		lt_set_int(L, "macs", lt_graph_macs(g));
 	lua_pushboolean(L, g != NULL);
 	lua_setfield(L, -2, "has_graph");
-	set_int(L, "tensors", (int64_t)lt_model_tensor_count(m));
+	lt_set_int(L, "tensors", (int64_t)lt_model_tensor_count(m));
 	return 1;
 }
 
