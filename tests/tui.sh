@@ -133,6 +133,11 @@ expect "REPL: the result of the statement is shown" 'zeros = '
 keys 'model:prune{sparsity=0.95}'
 press Enter
 expect "table follows a second prune of the same stage (95.0 % zeros)" 'conv2\.weight +conv2d +\[50x20x5x5\] +25000 +95\.0'
+# weight sharing: the status line has the size of the packed file (95 %
+# pruned and 4-bit codes: far below 200 KiB)
+keys 'model:share{bits = 4}'
+press Enter
+expect_status "status: the packed size of the shared model" 'size 1\.6[0-9] MiB → [0-9]{2,3}\.[0-9]+ KiB \([0-9.]+x\)'
 
 # back to the panes, roll back (asked first)
 press Escape
