@@ -340,9 +340,9 @@ press Tab
 expect "tty: Tab completes a model method (model:pru -> model:prune)" '^> model:prune$'
 press C-u
 wait_prompt
-keys 'model.pa'
+keys 'model.pat'
 press Tab
-expect "tty: Tab completes a model field (model.pa -> model.path)" '^> model\.path$'
+expect "tty: Tab completes a model field (model.pat -> model.path)" '^> model\.path$'
 press Enter
 expect "tty: the completed field reads" 'mlp\.safetensors'
 wait_prompt
