@@ -90,6 +90,31 @@ nomem:
 	return NULL;
 }
 
+/* The Adam loop runs over every parameter after every minibatch. It
+ * vectorises (sqrtf without errno: configure's -fno-math-errno) and, on
+ * AVX2 machines, runs 8 wide; no FMA contraction, so each step rounds as
+ * PyTorch's does. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define OPTIM_LOOPS __attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+#endif
+#ifndef OPTIM_LOOPS
+#define OPTIM_LOOPS
+#endif
+
+/* One Adam update of n parameters (torch.optim.Adam's arithmetic). The
+ * arrays do not overlap and the constants are locals, so it vectorises. */
+OPTIM_LOOPS static void adam(float *restrict w, const float *restrict g, float *restrict m, float *restrict v,
+			     int64_t n, float beta1, float beta2, float eps, float step, float sbc2)
+{
+	for (int64_t k = 0; k < n; k++) {
+		m[k] = beta1 * m[k] + (1.0f - beta1) * g[k];
+		v[k] = beta2 * v[k] + (1.0f - beta2) * g[k] * g[k];
+		w[k] -= step * m[k] / (sqrtf(v[k]) / sbc2 + eps);
+	}
+}
+
 void lt_optim_step(lt_optim *o, float *const *w, float *const *g, float lr)
 {
 	const lt_optim_cfg *c = &o->cfg;
@@ -119,12 +144,7 @@ void lt_optim_step(lt_optim *o, float *const *w, float *const *g, float lr)
 					wi[k] -= lr * gi[k];
 			}
 		} else {
-			float *m = o->m[i], *v = o->v[i];
-			for (int64_t k = 0; k < n; k++) {
-				m[k] = c->beta1 * m[k] + (1.0f - c->beta1) * gi[k];
-				v[k] = c->beta2 * v[k] + (1.0f - c->beta2) * gi[k] * gi[k];
-				wi[k] -= step * m[k] / (sqrtf(v[k]) / sbc2 + c->eps);
-			}
+			adam(wi, gi, o->m[i], o->v[i], n, c->beta1, c->beta2, c->eps, step, sbc2);
 		}
 	}
 }
