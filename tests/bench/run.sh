@@ -4,11 +4,14 @@
 #
 #   run.sh BUILDDIR [SRCDIR]
 #
-# Needs BUILDDIR/tests/bench/bench_infer, bench_sgemm, bench_conv and
-# bench_train (the bench target builds them); builds nothing itself.  SRCDIR (default: two
+# Needs BUILDDIR/tests/bench/bench_infer, bench_sgemm, bench_conv, bench_svd,
+# bench_train, bench_prune, bench_sparse and bench_kmeans (the bench target
+# builds them); builds nothing itself.  SRCDIR (default: two
 # levels above this script) holds samples/ with the models and their
-# architectures.  The peers are tests/bench/peer.py (inference, sgemm, conv) and
-# peer_train.py (training) run with $LATHE_PEER_PYTHON (default
+# architectures.  The peers are tests/bench/peer.py (inference, sgemm, conv),
+# peer_train.py (training), peer_svd.py, peer_prune.py, peer_kmeans.py and
+# peer_deep_compression.py (the whole Deep Compression pipeline; lenet5 too
+# with LATHE_BENCH_DC5=1) run with $LATHE_PEER_PYTHON (default
 # /usr/bin/python3, which has PyTorch); the data set is $LATHE_DATA (default
 # /usr/share/datasets/fashion-mnist; training needs its train-* files and is
 # skipped, with a note, without them).  LATHE_BENCH_QUICK=1 shrinks every
@@ -36,6 +39,8 @@ CONV=$BUILDDIR/tests/bench/bench_conv
 SVD=$BUILDDIR/tests/bench/bench_svd
 PRUNE=$BUILDDIR/tests/bench/bench_prune
 PEER_PRUNE=$HERE/peer_prune.py
+KMEANS=$BUILDDIR/tests/bench/bench_kmeans
+PEER_KMEANS=$HERE/peer_kmeans.py
 PEER_SVD=$HERE/peer_svd.py
 TRAIN=$BUILDDIR/tests/bench/bench_train
 LATHE_BIN=$BUILDDIR/lathe
@@ -50,7 +55,7 @@ if [ -z "${LATHE_DATA:-}" ] && [ ! -d "$DATA" ]; then
 fi
 START=$(date +%s)
 
-for b in "$INFER" "$SGEMM" "$CONV" "$SVD" "$TRAIN" "$LATHE_BIN"; do
+for b in "$INFER" "$SGEMM" "$CONV" "$SVD" "$TRAIN" "$KMEANS" "$LATHE_BIN"; do
 	if [ ! -x "$b" ]; then
 		echo "run.sh: $b is missing (run 'make bench', which builds it)" >&2
 		exit 1
@@ -255,6 +260,21 @@ if [ $peer_ok = 1 ]; then
 	PR_N2=$(run "numpy partition + mask, 2 threads" "$PY" "$PEER_PRUNE" 4096 4096 0.9 $PRUNE_REPS 2)
 fi
 
+# ---- 1-D k-means ---------------------------------------------------------
+# 1,000,000 weights into 64 clusters from the linear initialisation, until
+# a step changes nothing (weight sharing): lathe's kernel against numpy with
+# the same algorithm (sort once, cumulative sums, searchsorted per step;
+# the plain vectorised Lloyd loop takes about two minutes, so it is not run).
+KM_REPS=9
+[ "${LATHE_BENCH_QUICK:-0}" = 1 ] && KM_REPS=3
+echo "k-means 1M weights, 64 clusters:" >&2
+KM_L=$(run "lathe k-means" "$KMEANS" 1000000 64 $KM_REPS)
+KM_N1= KM_N2=
+if [ $peer_ok = 1 ]; then
+	KM_N1=$(run "numpy k-means (sorted), 1 thread" "$PY" "$PEER_KMEANS" 1000000 64 $KM_REPS 1 --sorted)
+	KM_N2=$(run "numpy k-means (sorted), 2 threads" "$PY" "$PEER_KMEANS" 1000000 64 $KM_REPS 2 --sorted)
+fi
+
 # ---- TUI redraws ---------------------------------------------------------
 # `:redraws N` in the workbench at 200x60 inside tmux (the terminal), with
 # conv2.weight selected so every plot has content.
@@ -420,6 +440,93 @@ else
 	echo "run.sh: no training split (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]) in $DATA: training skipped" >&2
 fi
 
+# ---- deep compression pipeline -------------------------------------------
+# recipes/deep_compression.lua through `lathe run` (wall time of the whole
+# command, default threads) against peer_deep_compression.py, the same
+# pipeline in PyTorch, at 1 and 2 threads. One run each: a run takes about
+# half a minute to a minute for lenet300 (several for lenet5), so more do not
+# fit. lenet300 only; LATHE_BENCH_DC5=1 adds lenet5. Needs the training
+# split. LATHE_BENCH_QUICK=1: 2,000 training images per epoch and 1 final
+# pruning epoch on both sides.
+PEER_DC=$HERE/peer_deep_compression.py
+DC_MODELS=lenet300
+[ "${LATHE_BENCH_DC5:-0}" = 1 ] && DC_MODELS="lenet300 lenet5"
+DC_LATHE_SET=() DC_PEER_QUICK=()
+if [ "${LATHE_BENCH_QUICK:-0}" = 1 ]; then
+	DC_LATHE_SET=(--set limit=2000 --set final_epochs=1) DC_PEER_QUICK=(--quick)
+fi
+
+# dc_lathe MODEL: run the recipe on MODEL (saved to a temporary file) and
+# print one JSON line: wall seconds, the figures of the recipe's closing line
+# ("... (34.6x smaller), test accuracy 89.74 % -> 89.44 % (-0.30 points),
+# 29 s") and the saved file's size. Exit 1 without the closing line.
+# shellcheck disable=SC2317 # called through run
+dc_lathe() {
+	local out log t0 t1 rc fig size
+	out=$(mktemp /tmp/lathe-bench-dc-XXXXXX.safetensors) || return 1
+	t0=$(date +%s.%N)
+	log=$("$LATHE_BIN" run "$SRCDIR/recipes/deep_compression.lua" "$1" -o "$out" --data "$DATA" "${DC_LATHE_SET[@]}")
+	rc=$?
+	t1=$(date +%s.%N)
+	size=$(stat -c %s "$out" 2>/dev/null)
+	rm -f "$out"
+	fig=$(printf '%s\n' "$log" | sed -n 's/.* on disk (\([0-9.]*\)x smaller), test accuracy \([0-9.]*\) % -> \([0-9.]*\) % (\([-+0-9.]*\) points), \([0-9]*\) s$/\1 \2 \3 \4 \5/p' | tail -n 1)
+	if [ "$rc" -ne 0 ] || [ -z "$fig" ] || [ -z "$size" ]; then
+		printf '%s\n' "$log" | tail -n 5 >&2
+		echo "dc_lathe: no closing line or no saved file (exit $rc)" >&2
+		return 1
+	fi
+	# shellcheck disable=SC2086 # five numbers
+	set -- "$1" $fig
+	LC_ALL=C awk -v m="$(basename "$1" .safetensors)" -v t0="$t0" -v t1="$t1" -v fr="$2" -v a0="$3" -v a1="$4" \
+		-v d="$5" -v rs="$6" -v size="$size" -v fp32="$(stat -c %s "$1")" -v thr="$NCPU" 'BEGIN {
+		printf "{\"bench\": \"deep_compression\", \"engine\": \"lathe\", \"model\": \"%s\", \"threads\": \"%s\", ", m, thr
+		printf "\"seconds\": %.3f, \"recipe_s\": %d, \"test_accuracy_before\": %.4f, \"test_accuracy_after\": %.4f, ", t1 - t0, rs, a0 / 100, a1 / 100
+		printf "\"points\": %s, \"file_bytes\": %d, \"fp32_bytes\": %d, \"ratio\": %s}\n", d, size, fp32, fr
+	}'
+}
+
+# dc_peer CAP MODEL THREADS: the peer, stopped after CAP seconds (0: no
+# limit); a stopped run prints {"stopped_s": CAP} instead of its result.
+# shellcheck disable=SC2317 # called through run
+dc_peer() {
+	local cap=$1 rc
+	shift
+	if [ "$cap" = 0 ]; then
+		"$PY" "$PEER_DC" "$@" "${DC_PEER_QUICK[@]}"
+		return
+	fi
+	timeout "$cap" "$PY" "$PEER_DC" "$@" "${DC_PEER_QUICK[@]}"
+	rc=$?
+	[ "$rc" = 124 ] || return "$rc"
+	printf '{"bench": "deep_compression", "engine": "torch", "threads": %s, "stopped_s": %s}\n' "$3" "$cap"
+}
+
+# PyTorch at 2 threads on 2 busy cores can take ten times as long as at 1
+# (a lenet300 run took 383 s against 30 s): that run is stopped after four
+# times the 1-thread run's seconds plus 30 (at least 60 s) and shown as such.
+declare -A DC
+if [ $have_train = 1 ]; then
+	for model in $DC_MODELS; do
+		f=$SRCDIR/samples/$model.safetensors
+		echo "$model, Deep Compression pipeline, one run each:" >&2
+		DC[$model/lathe]=$(run "lathe run recipes/deep_compression.lua $model" dc_lathe "$f")
+		if [ $peer_ok = 1 ]; then
+			DC[$model/torch1]=$(run "pytorch deep compression $model, 1 thread" dc_peer 0 "$f" "$DATA" 1)
+			cap=$(LC_ALL=C awk -v s="$(jget seconds "${DC[$model/torch1]}")" \
+				'BEGIN { c = s == "" ? 0 : int(4 * s + 30); print (s != "" && c < 60) ? 60 : c }')
+			lim="stopped after ${cap:-0} s"
+			[ "${cap:-0}" = 0 ] && lim="no time limit"
+			DC[$model/torch2]=$(run "pytorch deep compression $model, 2 threads ($lim)" \
+				dc_peer "${cap:-0}" "$f" "$DATA" 2)
+		else
+			DC[$model/torch1]='' DC[$model/torch2]=''
+		fi
+	done
+else
+	echo "run.sh: no training split in $DATA: Deep Compression pipeline skipped" >&2
+fi
+
 # ---- report -------------------------------------------------------------
 echo
 echo "### Inference: lathe vs PyTorch (median of repeats)"
@@ -566,6 +673,18 @@ echo "|---:|---:|---:|---:|"
 echo "| $(fmt %.4f "$(jget median_s "$PR_L")") | $(fmt %.4f "$PN1") | $(fmt %.4f "$PN2") | $(ratio "$PNB" "$(jget median_s "$PR_L")") |"
 
 echo
+echo "### 1-D k-means, 1,000,000 weights into 64 clusters (median seconds)"
+echo
+echo "Linear initialisation, until a step changes nothing; numpy runs the same algorithm (sorted"
+echo "values, cumulative sums, searchsorted per step). Both report their steps and inertia."
+echo
+KN1=$(jget median_s "$KM_N1") KN2=$(jget median_s "$KM_N2")
+KNB=$(printf '%s\n' "$KN1" "$KN2" | grep . | sort -g | head -n 1)
+echo "| lathe | steps | numpy, 1 thread | numpy, 2 threads | ratio (numpy best / lathe) |"
+echo "|---:|---:|---:|---:|---:|"
+echo "| $(fmt %.4f "$(jget median_s "$KM_L")") | $(jget iterations "$KM_L") | $(fmt %.4f "$KN1") | $(fmt %.4f "$KN2") | $(ratio "$KNB" "$(jget median_s "$KM_L")") |"
+
+echo
 echo "### TUI"
 echo
 if [ -n "$TUIR" ]; then
@@ -662,6 +781,85 @@ else
 		echo "that (lenet5 always does). Minibatches cost the same all through an epoch, so the"
 		echo "figures stay comparable, just noisier."
 	fi
+fi
+
+echo
+echo "### Deep Compression pipeline (wall seconds, one run each)"
+echo
+if [ $have_train = 0 ]; then
+	echo "Skipped: no training split in $DATA (needs train-images-idx3-ubyte[.gz] and"
+	echo "train-labels-idx1-ubyte[.gz]; set LATHE_DATA or install dataset-fashion-mnist)."
+else
+	echo "recipes/deep_compression.lua (prune to the paper's rates in 4 steps + 8 cosine epochs,"
+	echo "k-means sharing, 3 epochs on the shared values, biases to 8 bits) run by \`lathe run\` with"
+	echo "its default threads (all $NCPU CPUs), against tests/bench/peer_deep_compression.py, the same"
+	echo "pipeline in PyTorch (torch.nn.utils.prune, numpy k-means, autograd on the shared values)"
+	echo "at 1 and 2 threads. lathe: the whole command (loading, each stage's test accuracy and size,"
+	echo "writing the file); PyTorch: its four stages only. ratio = PyTorch best / lathe (>1: lathe"
+	echo "faster). One run each (a run lasts a minute or more): on a busy machine single figures"
+	echo "can move by 2x or more, 2 threads most. The 2-thread run is stopped after 4x the 1-thread"
+	echo "run's time + 30 s (at least 60 s): \"> N s (stopped)\"."
+	[ "${LATHE_BENCH_QUICK:-0}" = 1 ] && echo "LATHE_BENCH_QUICK=1: 2,000 training images per epoch, 1 final pruning epoch."
+	echo
+	echo "| model | lathe | PyTorch 1 thread | PyTorch 2 threads | PyTorch best | ratio |"
+	echo "|---|---:|---:|---:|---:|---:|"
+	for model in $DC_MODELS; do
+		l=$(jget seconds "${DC[$model/lathe]}")
+		t1=$(jget seconds "${DC[$model/torch1]}") t2=$(jget seconds "${DC[$model/torch2]}")
+		best='' bt=''
+		for t in 1 2; do
+			v=$([ $t = 1 ] && echo "$t1" || echo "$t2")
+			[ -n "$v" ] || continue
+			if [ -z "$best" ] || LC_ALL=C awk -v v="$v" -v b="$best" 'BEGIN { exit !(v < b) }'; then
+				best=$v bt=$t
+			fi
+		done
+		if [ $peer_ok = 0 ]; then
+			p1="peer unavailable" p2="peer unavailable" pb="peer unavailable" r="-"
+		else
+			p1=$(fmt '%.1f s' "$t1") p2=$(fmt '%.1f s' "$t2")
+			st=$(jget stopped_s "${DC[$model/torch1]}")
+			[ -n "$st" ] && p1="> $st s (stopped)"
+			st=$(jget stopped_s "${DC[$model/torch2]}")
+			[ -n "$st" ] && p2="> $st s (stopped)"
+			if [ -n "$best" ]; then pb="$(fmt '%.1f s' "$best") ($bt thr)"; else pb="-"; fi
+			r=$(ratio "$best" "$l")
+		fi
+		echo "| $model | $(fmt '%.1f s' "$l") | $p1 | $p2 | $pb | $r |"
+	done
+	echo
+	echo "Test accuracy before -> after (points), and size: lathe's saved file (header and"
+	echo "architecture included) against the PyTorch peer's own estimate of its packed streams"
+	echo "(Huffman-coded relative indices and codes, codebooks, 8-bit biases; no header); ratio ="
+	echo "fp32 model file / that size."
+	echo
+	echo "| model | engine | test accuracy | size | ratio |"
+	echo "|---|---|---:|---:|---:|"
+	for model in $DC_MODELS; do
+		for e in lathe torch1 torch2; do
+			L=${DC[$model/$e]}
+			case $e in
+			lathe) name="lathe" size=$(jget file_bytes "$L") ;;
+			torch1) name="PyTorch, 1 thread" size=$(jget packed_bytes "$L") ;;
+			torch2) name="PyTorch, 2 threads" size=$(jget packed_bytes "$L") ;;
+			esac
+			if [ "$e" != lathe ] && [ $peer_ok = 0 ]; then
+				echo "| $model | $name | peer unavailable | - | - |"
+				continue
+			fi
+			if [ -n "$(jget stopped_s "$L")" ]; then
+				echo "| $model | $name | stopped after $(jget stopped_s "$L") s | - | - |"
+				continue
+			fi
+			a0=$(jget test_accuracy_before "$L") a1=$(jget test_accuracy_after "$L")
+			if [ -n "$a0" ] && [ -n "$a1" ]; then
+				acc=$(LC_ALL=C awk -v a="$a0" -v b="$a1" 'BEGIN { printf "%.2f %% -> %.2f %% (%+.2f)", 100 * a, 100 * b, 100 * (b - a) }')
+			else
+				acc=-
+			fi
+			echo "| $model | $name | $acc | $(fmt '%d B' "$size") | $(fmt '%.1fx' "$(jget ratio "$L")") |"
+		done
+	done
 fi
 
 END=$(date +%s)
