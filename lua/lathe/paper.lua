@@ -53,7 +53,25 @@ function paper.layers(net)
 	return names
 end
 
+-- opts checked before any work: a mistake found after ten epochs wastes them.
+local function check_prune_opts(opts)
+	if type(opts) ~= "table" then error("paper.prune: give an options table", 3) end
+	local function count(name, min)
+		local v = opts[name]
+		if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) or v < min then
+			error(("paper.prune: %s must be a whole number >= %d (got %s)"):format(name, min, tostring(v)), 3)
+		end
+	end
+	count("steps", 1)
+	count("epochs", 0)
+	count("final_epochs", 0)
+	if type(opts.lr) ~= "number" or not (opts.lr > 0) then
+		error(("paper.prune: lr must be a number above 0 (got %s)"):format(tostring(opts.lr)), 3)
+	end
+end
+
 function paper.prune(model, opts)
+	check_prune_opts(opts)
 	local net = paper.detect(model)
 	local keep, log = paper.KEEP[net], opts.log or print
 	local layers = paper.layers(net)
@@ -72,13 +90,14 @@ function paper.prune(model, opts)
 		for _, name in ipairs(layers) do
 			model:layer(name):prune{sparsity = targets[name][k]}
 		end
-		finetune(opts.epochs, opts.lr, k)
+		if opts.epochs > 0 then finetune(opts.epochs, opts.lr, k) end
 		log(("  step %d: validation accuracy %.2f %%"):format(k - 1, 100 * model:preview().accuracy))
 		model:commit(("step %d of %d"):format(k - 1, opts.steps))
 	end
 	-- A pruned network overfits the training images quickly, so each
 	-- epoch is kept only if the validation accuracy improved (the test
 	-- split is never looked at to decide).
+	if opts.final_epochs == 0 then return net end
 	local lr_at = schedule.cosine{lr = opts.lr, steps = opts.final_epochs}
 	local best = model:preview().accuracy
 	for e = 1, opts.final_epochs do

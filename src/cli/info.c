@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "core/model.h"
@@ -115,6 +116,8 @@ static int info_model(const char *path, int json)
 	lt_model *raw = lt_safetensors_load(path, &err);
 	int packed = raw && lt_packed_has(raw);
 	lt_model_unref(raw);
+	struct stat st;
+	uint64_t disk = stat(path, &st) == 0 && st.st_size > 0 ? (uint64_t)st.st_size : 1;
 	lt_packed_report pr = {0};
 	uint64_t plain = 0;
 	if (lt_packed_measure(m, &pr, &err) || lt_safetensors_model_size(m, &plain, &err)) {
@@ -142,10 +145,10 @@ static int info_model(const char *path, int json)
 			json_array_append_new(tensors, e);
 		}
 		json_object_set_new(root, "tensors", tensors);
-		json_object_set_new(root, "packed", json_pack("{s:b,s:I,s:I,s:I,s:f}", "file", packed,
-			"packed_bytes", (json_int_t)pr.file_bytes, "plain_bytes", (json_int_t)plain,
-			"f32_bytes", (json_int_t)pr.f32_bytes,
-			"ratio", pr.file_bytes ? (double)pr.f32_bytes / (double)pr.file_bytes : 0.0));
+		json_object_set_new(root, "packed", json_pack("{s:b,s:I,s:I,s:I,s:I,s:f}", "file", packed,
+			"file_bytes", (json_int_t)disk, "packed_bytes", (json_int_t)pr.file_bytes,
+			"plain_bytes", (json_int_t)plain, "f32_bytes", (json_int_t)pr.f32_bytes,
+			"ratio", (double)pr.f32_bytes / (double)(packed ? disk : pr.file_bytes)));
 		json_object_set_new(root, "totals", json_pack("{s:I,s:I,s:I,s:I}",
 			"tensors", (json_int_t)nt, "params", (json_int_t)params,
 			"zeros", (json_int_t)zeros, "bytes", (json_int_t)bytes));
@@ -181,11 +184,10 @@ static int info_model(const char *path, int json)
 		return s ? EXIT_OK : EXIT_FAIL;
 	}
 
-	if (packed)
+	if (packed) /* the file's own size: another writer may have chosen otherwise */
 		printf("%s: packed safetensors, %s tensors, %s parameters, %s on disk (%s bytes; f32 %s, "
-		       "%.1fx smaller)\n", path, group((int64_t)nt), group(params), human_bytes((double)pr.file_bytes),
-		       group((int64_t)pr.file_bytes), human_bytes((double)pr.f32_bytes),
-		       (double)pr.f32_bytes / (double)pr.file_bytes);
+		       "%.1fx smaller)\n", path, group((int64_t)nt), group(params), human_bytes((double)disk),
+		       group((int64_t)disk), human_bytes((double)pr.f32_bytes), (double)pr.f32_bytes / (double)disk);
 	else
 		printf("%s: safetensors, %s tensors, %s parameters, %s (%s bytes)\n", path,
 		       group((int64_t)nt), group(params), human_bytes((double)bytes), group((int64_t)bytes));
@@ -209,7 +211,7 @@ static int info_model(const char *path, int json)
 			       group((int64_t)pr.t[i].bytes), group(n * 4));
 		}
 		printf("%-*s  %-20s %12s %7.2f%%  %-30s %10s %12s\n", (int)w, "file", "", group(params),
-		       params ? 100.0 * zeros / params : 0.0, "(header included)", group((int64_t)pr.file_bytes),
+		       params ? 100.0 * zeros / params : 0.0, "(header included)", group((int64_t)disk),
 		       group((int64_t)pr.f32_bytes));
 	} else {
 		printf("\n%-*s  %-5s %-20s %12s %8s %12s\n", (int)w, "tensor", "dtype", "shape", "params", "zeros",

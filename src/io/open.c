@@ -83,6 +83,8 @@ int lt_model_save(lt_model *m, const char *path, lt_err *err)
 int lt_model_save_as(lt_model *m, const char *path, lt_save_form form, int *packed, lt_err *err)
 {
 	int pack = form == LT_SAVE_PACKED;
+	if (packed)
+		*packed = 0;
 	if (form == LT_SAVE_AUTO) {
 		lt_packed_report r = {0};
 		uint64_t plain;
@@ -94,7 +96,19 @@ int lt_model_save_as(lt_model *m, const char *path, lt_save_form form, int *pack
 		pack = r.file_bytes < plain;
 		lt_packed_report_free(&r);
 	}
-	if (packed)
-		*packed = pack;
-	return pack ? lt_packed_save(m, path, NULL, err) : lt_model_save(m, path, err);
+	if (!pack) {
+		if (packed)
+			*packed = 0;
+		return lt_model_save(m, path, err);
+	}
+	/* "packed" when some tensor is: a packed file of nothing worth packing
+	 * is the plain file */
+	lt_packed_report r = {0};
+	int rc = lt_packed_save(m, path, &r, err);
+	for (size_t i = 0; packed && i < r.n; i++)
+		*packed |= r.t[i].packed;
+	if (packed && r.n == 0)
+		*packed = 0;
+	lt_packed_report_free(&r);
+	return rc;
 }

@@ -3,10 +3,10 @@
  * elements are, their codes, and what the codes decode to, each part in
  * fixed width or Huffman coded, whichever is smaller.
  *
- * A packed tensor is three byte streams, which the caller stores as U8
- * tensors named after the tensor ("fc1.weight.idx", ".codes", ".table";
- * lt_pack_stream_name) plus a description, a compact JSON object saying
- * everything needed to decode them. Nothing else is needed: the packed
+ * A packed tensor is three byte streams (lt_pack_stream_name: idx, codes,
+ * table; io/packed.c stores them one after another as one U8 tensor) plus
+ * a description, a compact JSON object saying everything needed to decode
+ * them. Nothing else is needed: the packed
  * size (lt_pack_estimate) is the three streams plus the JSON text.
  *
  * Streams:

@@ -130,8 +130,10 @@ static struct item *plan(lt_model *m, int write, lt_err *err)
 		struct item *it = &items[i];
 		it->name = lt_model_tensor_name(m, i);
 		it->t = lt_model_tensor_at(m, i);
-		if (!is_float(lt_tensor_dtype(it->t)) ||
-		    (!lt_tensor_scheme(it->t) && lt_tensor_count_zeros(it->t) == 0))
+		/* coded, half (its 16-bit patterns may Huffman-code smaller) or
+		 * holding zeros: worth trying */
+		lt_dtype dt = lt_tensor_dtype(it->t);
+		if (!is_float(dt) || (!lt_tensor_scheme(it->t) && dt == LT_F32 && lt_tensor_count_zeros(it->t) == 0))
 			continue;
 		if (prepare(it, err) || lt_pack_estimate(&it->src, &it->desc, &it->bytes, err))
 			goto fail;

@@ -112,6 +112,8 @@ int lt_l_packing(lua_State *L);
 void lt_collect_targets(lua_State *L, int target, int opts, const char *fname, lt_bench **bench);
 /* Raises unless the value at idx is a model, layer or tensor. */
 void lt_check_target(lua_State *L, int idx, const char *fname);
+/* What the value at idx is, in words for error messages ("a layer"). */
+const char *lt_kind_of(lua_State *L, int idx);
 /* t[k] = v for the table on top of the stack. */
 void lt_set_num(lua_State *L, const char *k, double v);
 void lt_set_int(lua_State *L, const char *k, int64_t v);

@@ -324,7 +324,7 @@ int lt_l_int8_preview(lua_State *L)
 	const char *fname = "lathe.int8_preview";
 	lua_settop(L, 2);
 	if (!luaL_testudata(L, 1, LT_MT_MODEL))
-		return luaL_error(L, "%s: expected a model (got %s)", fname, luaL_typename(L, 1));
+		return luaL_error(L, "%s: expected a model (got %s)", fname, lt_kind_of(L, 1));
 	lt_bench *b = lt_model_bench(L, lt_check_model(L, 1));
 	lt_check_opts(L, 2, fname, names);
 	lua_Integer calib = lt_opt_integer(L, 2, fname, "calibration", 512);

@@ -575,8 +575,7 @@ static int work_progress(lua_State *L, lt_lua_work *w, int64_t done, int64_t tot
 
 /* ---- structured pruning and N:M -------------------------------------- */
 
-/* What a value is, in words for error messages. */
-static const char *kind_of(lua_State *L, int idx)
+const char *lt_kind_of(lua_State *L, int idx)
 {
 	if (luaL_testudata(L, idx, LT_MT_MODEL))
 		return "a model";
@@ -606,7 +605,7 @@ static int structured_layers(lua_State *L, int target, int opts, const char *fna
 		return list;
 	}
 	if (!luaL_testudata(L, target, LT_MT_MODEL))
-		luaL_error(L, "%s: expected a model or a layer (got %s)", fname, kind_of(L, target));
+		luaL_error(L, "%s: expected a model or a layer (got %s)", fname, lt_kind_of(L, target));
 	*b = check_bench(L, target);
 	m = lt_bench_staged(*b);
 	const lt_graph *g = lt_model_graph(m);
@@ -917,7 +916,7 @@ int lt_l_sensitivity(lua_State *L)
 	const char *fname = "lathe.sensitivity";
 	lua_settop(L, 2);
 	if (!luaL_testudata(L, 1, LT_MT_MODEL))
-		return luaL_error(L, "%s: expected a model (got %s)", fname, kind_of(L, 1));
+		return luaL_error(L, "%s: expected a model (got %s)", fname, lt_kind_of(L, 1));
 	lt_check_opts(L, 2, fname, names);
 	lt_sensitivity_opts o = {.method = LT_PRUNE_MAGNITUDE};
 	const char *method = lt_opt_string(L, 2, fname, "method", "magnitude");
@@ -1178,7 +1177,7 @@ int lt_l_finetune(lua_State *L)
 	lua_settop(L, 2);
 	lmodel *lm = luaL_testudata(L, 1, LT_MT_MODEL);
 	if (!lm)
-		return luaL_error(L, "%s: expected a model (got %s)", fname, kind_of(L, 1));
+		return luaL_error(L, "%s: expected a model (got %s)", fname, lt_kind_of(L, 1));
 	lt_bench *b = lt_model_bench(L, lm);
 	lt_check_opts(L, 2, fname, names);
 	lt_model *stage = lt_bench_staged(b);
@@ -1683,7 +1682,8 @@ static int m_save_recipe(lua_State *L)
 
 /* m:save(path, {staged=false}) */
 /* m:save(path, {staged=false, packed=}): packed true or false forces the
- * form; by default a model with quantized or shared tensors is packed.
+ * form; by default the model is packed when that makes the file smaller
+ * (quantized, shared or pruned tensors).
  * Returns {bytes = file size, packed = bool}. */
 static int m_save(lua_State *L)
 {
@@ -1781,7 +1781,7 @@ int lt_l_threshold_activations(lua_State *L)
 	const char *fname = "lathe.threshold_activations";
 	lua_settop(L, 2);
 	if (!luaL_testudata(L, 1, LT_MT_MODEL))
-		return luaL_error(L, "%s: expected a model (got %s)", fname, kind_of(L, 1));
+		return luaL_error(L, "%s: expected a model (got %s)", fname, lt_kind_of(L, 1));
 	lt_bench *b = check_bench(L, 1);
 	const lt_graph *g = lt_model_graph(lt_bench_staged(b));
 	if (!g)

@@ -75,6 +75,9 @@ static void soft_threshold(float *w, int64_t n, float t)
 /* A weight-shared parameter: the optimiser steps its codebook. */
 struct shared {
 	lt_scheme *s;  /* the tensor's scheme, held apart while training */
+	const float *mask; /* which weights share: the engine's mask, or one
+			    * made from the weights that are not 0 */
+	float *own;    /* that made mask */
 	float *w, *g;  /* the weights and their gradients in the engine */
 	double *sum;   /* per shared value: the summed gradient */
 };
@@ -177,10 +180,23 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 			rc = lt_err_set(err, LT_ENOMEM, "out of memory");
 			goto done;
 		}
+		/* Without a mask (a shared tensor read from a packed file), the
+		 * zeros are the pruned weights: no code of theirs is a cluster's,
+		 * so they must stay out and stay 0. */
+		sh[p].mask = lt_grad_param_mask(g, p);
+		if (!sh[p].mask) {
+			if (!(sh[p].own = lt_malloc_array((size_t)sizes[p], sizeof *sh[p].own))) {
+				rc = lt_err_set(err, LT_ENOMEM, "out of memory");
+				goto done;
+			}
+			for (int64_t k = 0; k < sizes[p]; k++)
+				sh[p].own[k] = sh[p].w[k] != 0.0f;
+			sh[p].mask = sh[p].own;
+		}
 		wv[p] = sh[p].s->table;
 		sizes[p] = sh[p].s->k;
 		l1_on[p] = 0;
-		lt_kmeans_apply(sh[p].s, lt_grad_param_mask(g, p), sh[p].w);
+		lt_kmeans_apply(sh[p].s, sh[p].mask, sh[p].w);
 	}
 	if (!(opt = lt_optim_new(&cfg.opt, np, sizes, err))) {
 		rc = err ? err->code : LT_ENOMEM;
@@ -223,7 +239,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 			}
 			for (int p = 0; p < np; p++) {
 				if (sh[p].s) {
-					lt_kmeans_grad(sh[p].s, lt_grad_param_mask(g, p), sh[p].g, sh[p].sum);
+					lt_kmeans_grad(sh[p].s, sh[p].mask, sh[p].g, sh[p].sum);
 					for (int c = 0; c < sh[p].s->k; c++)
 						gv[p][c] = (float)sh[p].sum[c];
 				} else if (lt_grad_param_mask(g, p)) {
@@ -237,7 +253,7 @@ int lt_train_run(lt_model *m, const lt_dataset *train, const lt_dataset *val,
 				if (l1_on[p])
 					soft_threshold(wv[p], sizes[p], lr * cfg.l1);
 				if (sh[p].s)
-					lt_kmeans_apply(sh[p].s, lt_grad_param_mask(g, p), sh[p].w);
+					lt_kmeans_apply(sh[p].s, sh[p].mask, sh[p].w);
 				else if (lt_grad_param_mask(g, p))
 					apply_mask(wv[p], lt_grad_param_mask(g, p), sizes[p]);
 			}
@@ -277,6 +293,7 @@ done:
 	for (int p = 0; sh && p < np; p++)
 		if (sh[p].s) {
 			lt_free(sh[p].sum);
+			lt_free(sh[p].own);
 			lt_free(gv[p]);
 		}
 	lt_free(held);

@@ -130,6 +130,14 @@ local back = assert(lathe.open(out))
 T.ok(same(back.fc1.weight, m.fc1.weight) and same(back.fc3.weight, m.fc3.weight), "the packed file opens to the same values")
 T.is(back:packing().bytes, pk.bytes, "and packs to the same size again")
 back:close()
+-- A shared model read back from its packed file has no masks: fine-tuning
+-- its shared values keeps the pruned weights at zero all the same.
+local again = assert(lathe.open(out))
+local z0 = again.fc1.weight:stats().zeros
+again:finetune{epochs = 1, limit = 500, lr = 1e-4, keep_zeros = false}
+T.is(again.fc1.weight:stats().zeros, z0, "fine-tuning a shared model from a packed file keeps its zeros")
+T.ok(select(2, distinct(again.fc1.weight)) <= 17, "and its 16 shared values")
+again:close{discard = true}
 local plain = m:save(out, {packed = false})
 T.ok(not plain.packed and plain.bytes > 1000000, "save{packed = false}: values", plain.bytes)
 os.remove(out)
