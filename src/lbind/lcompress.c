@@ -202,6 +202,11 @@ int lt_l_quantize(lua_State *L)
 
 static void fill_share(lua_State *L, const struct made *m)
 {
+	if (!lt_tensor_scheme(m->t)) { /* nothing left to share: left as it was */
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "skipped");
+		return;
+	}
 	fill_error(L, m);
 	lt_set_int(L, "k", lt_tensor_scheme(m->t)->k);
 	lt_set_int(L, "iterations", m->km.iterations);
@@ -246,6 +251,7 @@ int lt_l_share(lua_State *L)
 	ko.max_iter = (int)max_iter;
 
 	lt_bench *b = NULL;
+	int whole = luaL_testudata(L, 1, LT_MT_MODEL) != NULL;
 	lt_collect_targets(L, 1, 2, fname, &b);
 	int list = lua_gettop(L);
 	lua_Integer n = (lua_Integer)lua_rawlen(L, list);
@@ -277,6 +283,14 @@ int lt_l_share(lua_State *L)
 		}
 		float *out = c ? lt_tensor_data_mut(c, &err) : NULL;
 		lt_scheme *s = NULL;
+		/* a whole model: a layer with nothing left to share (pruned to
+		 * the last weight) stays as it is */
+		if (out && whole && lt_tensor_count_zeros(t) == numel) {
+			lt_tensor_unref(c);
+			made[i].t = lt_tensor_ref(t);
+			lua_pop(L, 1);
+			continue;
+		}
 		if (out && !lt_kmeans_1d(w, mask, numel, &ko, &s, out, &made[i].km, &err))
 			lt_quant_error(w, out, lt_tensor_mask(c) ? lt_tensor_data(lt_tensor_mask(c), NULL) : NULL, numel,
 				       &made[i].st);
