@@ -527,6 +527,19 @@ else
 	echo "run.sh: no training split in $DATA: Deep Compression pipeline skipped" >&2
 fi
 
+# best_of T1 T2: the smaller of two times (1 and 2 threads; either may be
+# empty) in $best, its thread count in $bt.
+best_of() {
+	best='' bt=''
+	for t in 1 2; do
+		v=$([ $t = 1 ] && echo "$1" || echo "$2")
+		[ -n "$v" ] || continue
+		if [ -z "$best" ] || LC_ALL=C awk -v v="$v" -v b="$best" 'BEGIN { exit !(v < b) }'; then
+			best=$v bt=$t
+		fi
+	done
+}
+
 # ---- report -------------------------------------------------------------
 echo
 echo "### Inference: lathe vs PyTorch (median of repeats)"
@@ -755,14 +768,7 @@ else
 	for model in lenet300 lenet5; do
 		L=${T[$model/lathe]} T1=${T[$model/torch1]} T2=${T[$model/torch2]}
 		l=$(jget median_epoch_s "$L") t1=$(jget median_epoch_s "$T1") t2=$(jget median_epoch_s "$T2")
-		best='' bt=''
-		for t in 1 2; do
-			v=$([ $t = 1 ] && echo "$t1" || echo "$t2")
-			[ -n "$v" ] || continue
-			if [ -z "$best" ] || LC_ALL=C awk -v v="$v" -v b="$best" 'BEGIN { exit !(v < b) }'; then
-				best=$v bt=$t
-			fi
-		done
+		best_of "$t1" "$t2"
 		if [ $peer_ok = 0 ]; then
 			p1="peer unavailable" p2="peer unavailable" pb="peer unavailable" r="-"
 		else
@@ -806,14 +812,7 @@ else
 	for model in $DC_MODELS; do
 		l=$(jget seconds "${DC[$model/lathe]}")
 		t1=$(jget seconds "${DC[$model/torch1]}") t2=$(jget seconds "${DC[$model/torch2]}")
-		best='' bt=''
-		for t in 1 2; do
-			v=$([ $t = 1 ] && echo "$t1" || echo "$t2")
-			[ -n "$v" ] || continue
-			if [ -z "$best" ] || LC_ALL=C awk -v v="$v" -v b="$best" 'BEGIN { exit !(v < b) }'; then
-				best=$v bt=$t
-			fi
-		done
+		best_of "$t1" "$t2"
 		if [ $peer_ok = 0 ]; then
 			p1="peer unavailable" p2="peer unavailable" pb="peer unavailable" r="-"
 		else
