@@ -222,7 +222,9 @@ _startup_kib() {
 	_kib=
 	_i=0
 	while [ $_i -lt 200 ] && kill -0 "$_pid" 2>/dev/null; do
-		if ls -l "/proc/$_pid/fd" 2>/dev/null | grep -F "$_fifo" >/dev/null; then
+		# lathe's own descriptor on the FIFO, not fd 9 of the shell that
+		# has forked but not yet exec'd it (its VmPeak is the shell's)
+		if ls -l "/proc/$_pid/fd" 2>/dev/null | grep -v ' 9 -> ' | grep -F "$_fifo" >/dev/null; then
 			_kib=$(awk '$1 == "VmPeak:" { print $2 }' "/proc/$_pid/status" 2>/dev/null)
 			break
 		fi
