@@ -120,6 +120,22 @@ static void fill_quant(lua_State *L, const struct made *m)
 	lt_set_int(L, "zeroed", m->st.zeroed);
 }
 
+/* opts[key], one of names (NULL-terminated; def when absent): its index.
+ * Raises naming the choices otherwise. */
+static int opt_choice(lua_State *L, int opts, const char *fname, const char *key, const char *def,
+		      const char *const *names)
+{
+	const char *v = lt_opt_string(L, opts, fname, key, def);
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(v, names[i]))
+			return i;
+	char list[128] = "";
+	for (int i = 0; names[i]; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"", i ? (names[i + 1] ? ", " : " or ") : "",
+			 names[i]);
+	return luaL_error(L, "%s: %s is %s (got '%s')", fname, key, list, v);
+}
+
 /* "Q3.4" (sign + 3 integer + 4 fraction bits) into m, n. */
 static int parse_qformat(const char *f, int *m, int *n)
 {
@@ -143,14 +159,7 @@ int lt_l_quantize(lua_State *L)
 	lt_check_opts(L, 2, fname, names);
 	lt_quant_spec spec = {0};
 	const char *format = lt_opt_string(L, 2, fname, "format", NULL);
-	const char *mode = lt_opt_string(L, 2, fname, "mode", format ? "fixed" : "affine");
-	int mi = 0;
-	while (modes[mi] && strcmp(modes[mi], mode))
-		mi++;
-	if (!modes[mi])
-		return luaL_error(L, "%s: unknown mode '%s' (expected affine, symmetric, fixed, f16 or bf16)",
-				  fname, mode);
-	spec.mode = mode_of[mi];
+	spec.mode = mode_of[opt_choice(L, 2, fname, "mode", format ? "fixed" : "affine", modes)];
 	if (spec.mode == LT_QUANT_FIXED) {
 		if (!parse_qformat(format, &spec.m, &spec.n))
 			return luaL_error(L, "%s: fixed point needs {format = \"Qm.n\"}: a sign bit, m integer and "
@@ -164,13 +173,9 @@ int lt_l_quantize(lua_State *L)
 	if (bits != spec.bits)
 		return luaL_error(L, "%s: bits must be 2 to 8", fname);
 	spec.per_channel = lt_opt_bool(L, 2, fname, "per_channel", 0);
-	const char *rounding = lt_opt_string(L, 2, fname, "rounding", "nearest");
-	if (!strcmp(rounding, "nearest"))
-		spec.rounding = LT_QUANT_NEAREST;
-	else if (!strcmp(rounding, "stochastic"))
-		spec.rounding = LT_QUANT_STOCHASTIC;
-	else
-		return luaL_error(L, "%s: rounding is \"nearest\" or \"stochastic\" (got '%s')", fname, rounding);
+	static const char *const roundings[] = {"nearest", "stochastic", NULL};
+	static const lt_quant_rounding rounding_of[] = {LT_QUANT_NEAREST, LT_QUANT_STOCHASTIC};
+	spec.rounding = rounding_of[opt_choice(L, 2, fname, "rounding", "nearest", roundings)];
 	spec.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
 	lt_err err = {0};
 	int32_t qmin, qmax;
@@ -235,15 +240,9 @@ int lt_l_share(lua_State *L)
 	if (k && (k < LT_KMEANS_MIN_K || k > LT_KMEANS_MAX_K))
 		return luaL_error(L, "%s: k must be %d to %d (got %I)", fname, LT_KMEANS_MIN_K, LT_KMEANS_MAX_K, k);
 	ko.k = bits ? 1 << bits : (int)k;
-	const char *init = lt_opt_string(L, 2, fname, "init", "linear");
-	if (!strcmp(init, "linear"))
-		ko.init = LT_KMEANS_LINEAR;
-	else if (!strcmp(init, "density"))
-		ko.init = LT_KMEANS_DENSITY;
-	else if (!strcmp(init, "random"))
-		ko.init = LT_KMEANS_RANDOM;
-	else
-		return luaL_error(L, "%s: init is \"linear\", \"density\" or \"random\" (got '%s')", fname, init);
+	static const char *const inits[] = {"linear", "density", "random", NULL};
+	static const lt_kmeans_init init_of[] = {LT_KMEANS_LINEAR, LT_KMEANS_DENSITY, LT_KMEANS_RANDOM};
+	ko.init = init_of[opt_choice(L, 2, fname, "init", "linear", inits)];
 	ko.seed = (uint64_t)lt_opt_integer(L, 2, fname, "seed", 1);
 	lua_Integer max_iter = lt_opt_integer(L, 2, fname, "max_iter", 0);
 	if (max_iter < 0 || max_iter > LT_KMEANS_MAX_ITER)

@@ -680,7 +680,8 @@ echo
 echo "### Magnitude pruning, 4096x4096 float32 to 90 % (median seconds)"
 echo
 PN1=$(jget median_s "$PR_N1") PN2=$(jget median_s "$PR_N2")
-PNB=$(printf '%s\n' "$PN1" "$PN2" | grep . | sort -g | head -n 1)
+best_of "$PN1" "$PN2"
+PNB=$best
 echo "| lathe (2 threads) | numpy, 1 thread | numpy, 2 threads | ratio (numpy best / lathe) |"
 echo "|---:|---:|---:|---:|"
 echo "| $(fmt %.4f "$(jget median_s "$PR_L")") | $(fmt %.4f "$PN1") | $(fmt %.4f "$PN2") | $(ratio "$PNB" "$(jget median_s "$PR_L")") |"
@@ -692,7 +693,8 @@ echo "Linear initialisation, until a step changes nothing; numpy runs the same a
 echo "values, cumulative sums, searchsorted per step). Both report their steps and inertia."
 echo
 KN1=$(jget median_s "$KM_N1") KN2=$(jget median_s "$KM_N2")
-KNB=$(printf '%s\n' "$KN1" "$KN2" | grep . | sort -g | head -n 1)
+best_of "$KN1" "$KN2"
+KNB=$best
 echo "| lathe | steps | numpy, 1 thread | numpy, 2 threads | ratio (numpy best / lathe) |"
 echo "|---:|---:|---:|---:|---:|"
 echo "| $(fmt %.4f "$(jget median_s "$KM_L")") | $(jget iterations "$KM_L") | $(fmt %.4f "$KN1") | $(fmt %.4f "$KN2") | $(ratio "$KNB" "$(jget median_s "$KM_L")") |"
